@@ -1,0 +1,40 @@
+# Two-command setup: `make demo` and `make test` work from a fresh clone with only python3.
+# The virtual environment lives in a cache keyed on the dependency list (pyproject.toml), so a
+# warm run installs nothing; .venv in the repo is a link to it. The package itself is put on the
+# path with a .pth file, so one cached environment serves every clone.
+
+PYTHON ?= python3
+VENV_CACHE ?= $(HOME)/.cache/deftly/venvs
+DEPS_KEY := $(shell $(PYTHON) scripts/deps.py --key)
+VENV_DIR := $(VENV_CACHE)/$(DEPS_KEY)
+VENV := .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test bench env clean
+
+env: $(VENV_DIR)/.complete
+	@ln -sfn $(VENV_DIR) $(VENV)
+	@$(PY) scripts/deps.py --link-source $(CURDIR)
+
+$(VENV_DIR)/.complete:
+	@echo "setting up the environment in $(VENV_DIR) (first run only)"
+	rm -rf $(VENV_DIR) && mkdir -p $(VENV_CACHE)
+	$(PYTHON) -m venv $(VENV_DIR)
+	$(VENV_DIR)/bin/python -m pip install -q --upgrade pip
+	$(PYTHON) scripts/deps.py --requirements > $(VENV_DIR)/requirements.txt
+	$(VENV_DIR)/bin/python -m pip install -q -r $(VENV_DIR)/requirements.txt
+	touch $@
+
+demo: env
+	$(PY) examples/lesson5_mnist.py --demo
+
+test: env
+	$(PY) -m pytest -q
+
+bench: env
+	$(PY) bench/loop_overhead.py --peer
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
