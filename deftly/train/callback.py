@@ -64,6 +64,7 @@ class TrainState:
     epoch_start_time: float = 0.0
     fit_start_time: float = 0.0
     stop_reason: str | None = None
+    show_table: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

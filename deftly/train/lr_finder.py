@@ -31,6 +31,7 @@ class LRFinder(Callback):
 
     def before_fit(self) -> None:
         self.best_loss = math.inf
+        self.state.show_table = False  # progress shows a bar only, as v1 did
 
     def before_batch(self) -> None:
         s = self.state
@@ -69,4 +70,4 @@ def lr_find(learn: "Learner", start_lr: float = 1e-7, end_lr: float = 10, num_it
         learn.model.load_state_dict(model_state)
         learn.opt.load_state_dict(opt_state)
     if any(isinstance(cb, ProgressCallback) for cb in learn.callbacks):
-        print("LR Finder is complete, type {learner_name}.recorder.plot() to see the graph.")
+        print("LR Finder is complete, type learn.recorder.plot() to see the graph.")

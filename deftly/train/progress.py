@@ -41,7 +41,8 @@ class _Plain:
 
     def start(self, names: list[str]) -> None:
         self.widths = [max(len(n), 8) for n in names]
-        self.line(names)
+        if names:
+            self.line(names)
 
     def line(self, cells: list[str]) -> None:
         self.out.write("  ".join(c.ljust(w) for c, w in zip(cells, self.widths)).rstrip() + "\n")
@@ -98,6 +99,8 @@ class _Notebook:
         self._last = 0.0
 
     def _html(self) -> str:
+        if not self.names:
+            return self.bar_html
         head = "".join(f"<th>{html.escape(n)}</th>" for n in self.names)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows)
         return f'<table border="1" class="dataframe"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{self.bar_html}'
@@ -132,6 +135,31 @@ class _Notebook:
         self._show()
 
 
+class _BarOnly:
+    """Wraps an output to show the batch bar but no table (the LR finder's run)."""
+
+    def __init__(self, out):
+        self.inner = out
+
+    def start(self, names: list[str]) -> None:
+        self.inner.start([])
+
+    def row(self, cells: list[str]) -> None:
+        pass
+
+    def start_bar(self, total: int, label: str) -> None:
+        self.inner.start_bar(total, label)
+
+    def update_bar(self, n: int, comment: str) -> None:
+        self.inner.update_bar(n, comment)
+
+    def end_bar(self) -> None:
+        self.inner.end_bar()
+
+    def finish(self, total_time: str) -> None:
+        pass
+
+
 def make_output(stream: TextIO | None = None):
     """Pick the output style for where we are running."""
     stream = stream or sys.stdout
@@ -152,6 +180,9 @@ class ProgressCallback(Callback):
 
     def before_fit(self) -> None:
         self.out = make_output(self.stream)
+        self.table = self.state.show_table
+        if not self.table:
+            self.out = _BarOnly(self.out)
         self.out.start(self.learn.recorder.names)
         recorder = self.learn.recorder
         for row in recorder.values:  # a resumed fit shows the epochs it already did

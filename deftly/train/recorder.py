@@ -175,7 +175,7 @@ class Recorder(Callback):
         ends = np.cumsum(self.nb_batches) - 1
         pts = [(e, v) for e, v in zip(ends, valid) if v is not None and e >= skip_start]
         if pts:
-            ax.plot(*zip(*pts), label="Validation")
+            ax.plot(*zip(*pts), marker="o", label="Validation")
         ax.set_xlabel("Batches processed")
         ax.set_ylabel("Loss")
         ax.legend()

@@ -1,0 +1,17 @@
+"""Where deftly keeps downloaded data and models: `$DEFTLY_HOME` (default `~/.deftly`)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def deftly_home() -> Path:
+    """The root of deftly's caches; the environment variable DEFTLY_HOME overrides it."""
+    return Path(os.environ.get("DEFTLY_HOME") or Path.home() / ".deftly").expanduser()
+
+
+def data_dir() -> Path:
+    """Where datasets are cached (created on first use)."""
+    path = deftly_home() / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
