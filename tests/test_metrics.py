@@ -108,7 +108,7 @@ def _fbeta_by_hand(probs: torch.Tensor, targ: torch.Tensor, thresh: float, beta:
 
 def test_fbeta_by_hand():
     probs = torch.tensor([[0.9, 0.1, 0.6, 0.0],    # pred {0,2} true {0,1}: P=R=1/2 -> F2 = 1/2
-                          [0.8, 0.7, 0.1, 0.2],    # pred {0,1} true {0,1}: F2 = 1
+                          [0.8, 0.7, 0.1, 0.25],   # pred {0,1} true {0,1}: F2 = 1
                           [0.1, 0.15, 0.05, 0.9],  # pred {3}   true {0}:   F2 = 0
                           [0.9, 0.9, 0.9, 0.9]])   # pred all   true {2}:   P=1/4, R=1 -> F2 = 5/(1+... )
     targ = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]])
@@ -117,9 +117,9 @@ def test_fbeta_by_hand():
     assert _fbeta_by_hand(probs, targ, 0.5, 2.0) == pytest.approx(expected)
     assert float(fbeta(probs, targ, thresh=0.5, sigmoid=False)) == pytest.approx(expected, abs=1e-6)
     assert float(fbeta(_logit(probs.clamp(1e-4, 1 - 1e-4)), targ, thresh=0.5)) == pytest.approx(expected, abs=1e-6)
-    # the default thresh 0.2 predicts {0,1,2} / {0,1,3} / {3} / all: a different value
+    # the default thresh 0.2 also predicts class 3 for item 1: P=2/3, R=1, F2=10/11
     at_02 = _fbeta_by_hand(probs, targ, 0.2, 2.0)
-    assert at_02 != pytest.approx(expected)
+    assert at_02 == pytest.approx((0.5 + 10 / 11 + 0.0 + row4) / 4)
     assert float(fbeta(probs, targ, sigmoid=False)) == pytest.approx(at_02, abs=1e-6)
     # beta=1 is the plain F1
     assert float(fbeta(probs, targ, thresh=0.5, beta=1.0, sigmoid=False)) == pytest.approx(
