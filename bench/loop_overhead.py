@@ -16,13 +16,14 @@ Timing: one epoch of each variant in turn (plain, deftly, deftly, plain, ...), a
 round; each variant's best (minimum) epoch time is its cost, and the ratio is deftly / plain.
 The last line is the worse of the two ratios:
 
-    linear: plain 0.152 s/epoch  deftly 0.154 s/epoch  ratio 1.01
-    cnn: plain 0.610 s/epoch  deftly 0.613 s/epoch  ratio 1.00
-    loop_overhead_ratio: 1.01
+    linear: plain 0.126 s/epoch  deftly 0.134 s/epoch  ratio 1.06
+    cnn: plain 1.115 s/epoch  deftly 1.117 s/epoch  ratio 1.00
+    loop_overhead_ratio: 1.06
 
 With `--peer`, bench/peers.sh first makes bench/.venv-peers (fastai 2.8.12 beside the same torch),
 then bench/fastai_loop_overhead.py measures fastai's Learner the same way in that environment and
-prints `fastai_linear_ratio` and `fastai_cnn_ratio` before the last line.
+prints its own line per model and `fastai_linear_ratio` / `fastai_cnn_ratio` before the last line.
+See bench/README.md for the settings and the numbers.
 
 This file imports nothing from deftly at module level: the fastai script imports its plain loop,
 models and timing from here, in an environment that has no deftly.
@@ -52,7 +53,7 @@ LR = 1e-3
 BETAS = (0.9, 0.99)
 WD = 0.01
 MODELS = ("linear", "cnn")
-DEFAULT_ROUNDS = {"linear": 30, "cnn": 12}
+DEFAULT_ROUNDS = {"linear": 40, "cnn": 16}
 
 
 # --- the shared setup (also used by fastai_loop_overhead.py) ---------------------------------

@@ -24,7 +24,7 @@ if [[ -x "$PEERS/bin/python" && -f "$PEERS/.complete" && "$(cat "$PEERS/.complet
     exit 0
 fi
 
-echo "peers.sh: installing $WANT into bench/.venv-peers (first run only, about a minute)" >&2
+echo "peers.sh: installing $WANT into bench/.venv-peers (first run only: about 100 s and 6 GB)" >&2
 start=$(date +%s)
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

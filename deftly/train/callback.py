@@ -61,6 +61,7 @@ class TrainState:
     pred: Any = None
     loss: Any = None
     loss_grad: Any = None
+    loss_value: float = 0.0  # the training loss as a float, read once per batch by the Recorder
     epoch_start_time: float = 0.0
     fit_start_time: float = 0.0
     stop_reason: str | None = None

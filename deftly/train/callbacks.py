@@ -22,15 +22,16 @@ class TrainingWarning(UserWarning):
 
 class TerminateOnNaN(Callback):
     """Stops the fit when the training loss is NaN or infinite, before backward can spread it
-    into the weights, with a message naming the epoch and the batch."""
+    into the weights, with a message naming the epoch and the batch. It reads the loss value the
+    Recorder took (order -10) in `after_loss`."""
 
     order = -5
 
     def after_loss(self) -> None:
         s = self.state
-        if s.training and not math.isfinite(s.loss.item()):
+        if s.training and not math.isfinite(s.loss_value):
             s.stop_reason = (f"epoch {s.epoch + 1}/{s.n_epochs}, batch {s.iter + 1}/{s.n_iter}: the training "
-                             f"loss is {s.loss.item()}, so training stopped (the weights are those "
+                             f"loss is {s.loss_value}, so training stopped (the weights are those "
                              "before this batch)")
             warnings.warn(s.stop_reason, TrainingWarning, stacklevel=2)
             raise CancelFitException()

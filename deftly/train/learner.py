@@ -28,7 +28,7 @@ from deftly.train.callbacks import TerminateOnNaN
 from deftly.train.checkpoint import load_state, save_state
 from deftly.train.layers import set_trainable, split_no_wd_params
 from deftly.train.losses import loss_activation
-from deftly.train.metrics import as_metric
+from deftly.train.metrics import as_metric, metric_errors
 from deftly.train.mixed_precision import GradScalerCallback
 from deftly.train.progress import ProgressCallback
 from deftly.train.recorder import Recorder
@@ -114,12 +114,15 @@ class Learner:
 
     # --- optimizer and param groups ---------------------------------------------------------
     def create_opt(self, lr: LR = default_lr, wd: float | None = None) -> torch.optim.Optimizer:
-        """Build the torch optimizer with two param groups per layer group."""
+        """Build the torch optimizer with one param group per layer group (two if `bn_wd=False`)."""
         cls, seen, groups = _opt_class(self.opt_func), set(), []
         for i, layer_group in enumerate(self.layer_groups):
             decay, no_decay = split_no_wd_params(layer_group, seen)
-            groups += [{"params": decay, "layer_group": i, "bn_group": False},
-                       {"params": no_decay, "layer_group": i, "bn_group": True}]
+            if self.bn_wd:  # every parameter decays alike: one group is cheaper to step
+                groups.append({"params": decay + no_decay, "layer_group": i, "bn_group": False})
+            else:
+                groups += [{"params": decay, "layer_group": i, "bn_group": False},
+                           {"params": no_decay, "layer_group": i, "bn_group": True}]
         leftover = [p for p in self.model.parameters() if id(p) not in seen]
         if leftover:  # parameters outside every given layer group train with the last group
             groups.append({"params": leftover, "layer_group": len(self.layer_groups) - 1, "bn_group": False})
@@ -133,6 +136,7 @@ class Learner:
             cls = torch.optim.Adam
         self._native_wd = not self.true_wd or (isinstance(cls, type) and issubclass(cls, torch.optim.AdamW))
         self.opt = opt_func(groups, lr=default_lr)
+        self._opt_settings = (self.bn_wd, self.true_wd)
         self.set_lrs(lr_range(lr, len(self.layer_groups)))
         self.set_wd(self.wd if wd is None else wd)
         return self.opt
@@ -154,8 +158,11 @@ class Learner:
                 group["weight_decay"], group["true_wd"] = 0.0, value
 
     @torch.no_grad()
-    def _decay_weights(self) -> None:
-        """Decoupled weight decay for optimizers that lack it: p <- p * (1 - lr * wd)."""
+    def decay_weights(self) -> None:
+        """Decoupled weight decay for optimizers that lack it, part of each step (a cancelled step
+        does not decay): p <- p * (1 - lr * wd). AdamW does this itself, so nothing happens then."""
+        if self._native_wd:
+            return
         for group in self.opt.param_groups:
             factor = 1 - group["lr"] * group["true_wd"]
             if factor != 1:
@@ -205,7 +212,7 @@ class Learner:
         n_iter = len(self.data.train_dl)
         if n_iter == 0:
             raise DataError("the training DataLoader yields no batches (fewer items than bs with drop_last?)")
-        if self.opt is None:
+        if self.opt is None or self._opt_settings != (self.bn_wd, self.true_wd):
             self.create_opt()
         self.set_wd(self.wd if wd is None else wd)
         active = [*self.callbacks, *(fn(self) for fn in self.callback_fns), *extra]
@@ -276,10 +283,9 @@ class Learner:
                 self._call("before_backward")
                 s.loss_grad.backward()
                 self._call("after_backward")
-                if not self._native_wd:
-                    self._decay_weights()
                 try:
                     self._call("before_step")
+                    self.decay_weights()
                     self.opt.step()
                 except CancelStepException:
                     self._call("after_cancel_step")
@@ -343,20 +349,14 @@ class Learner:
                   with_loss: bool = False) -> list[torch.Tensor]:
         """Predictions (after the loss's activation, e.g. softmax) and targets for a whole split;
         with `with_loss`, also the loss of each item."""
-        dl = self.data.dl(ds_type)
         activ = activ or loss_activation(self.loss_func)
         per_item = _per_item_loss(self.loss_func) if with_loss else None
         preds, targs, losses = [], [], []
-        self.model.eval()
-        self._device = None if self.data.device.type == "cpu" else self.data.device
-        with torch.no_grad(), self._autocast():
-            for batch in dl:
-                xb, yb = self._split_batch(batch)
-                out = self._forward(xb)
-                if per_item is not None:
-                    losses.append(to_cpu(per_item(out, yb).float()))
-                preds.append(to_cpu(activ(out.float())))
-                targs.append(to_cpu(yb))
+        for out, yb in self._eval_outputs(self.data.dl(ds_type)):
+            if per_item is not None:
+                losses.append(to_cpu(per_item(out, yb).float()))
+            preds.append(to_cpu(activ(out.float())))
+            targs.append(to_cpu(yb))
         result = [torch.cat(preds), _cat(targs)]
         if with_loss:
             result.append(torch.cat(losses))
@@ -364,23 +364,32 @@ class Learner:
 
     def validate(self, dl: Iterable | None = None, metrics: Sequence[Any] | None = None) -> list[float]:
         """Loss and metrics on the validation set (or `dl`): [valid_loss, *metrics]."""
-        dl = self.data.dl(DatasetType.Valid) if dl is None else dl
         ms = [as_metric(m) for m in (self.metrics if metrics is None else metrics)]
         for m in ms:
             m.reset()
         total, count = 0.0, 0
+        for out, yb in self._eval_outputs(self.data.dl(DatasetType.Valid) if dl is None else dl):
+            targ = yb[0] if isinstance(yb, (list, tuple)) and len(yb) == 1 else yb
+            n = (yb[0] if isinstance(yb, (list, tuple)) else yb).shape[0]
+            total += float(self._compute_loss(out, yb)) * n
+            count += n
+            for m in ms:
+                with metric_errors(m, out, targ, "validate()"):
+                    m.accumulate(out, targ)
+        values = []
+        for m in ms:
+            with metric_errors(m, None, None, "validate()"):
+                values.append(m.value)
+        return [total / max(count, 1), *values]
+
+    def _eval_outputs(self, dl: Iterable):
+        """Yield (model output, targets) for each batch of `dl`, in eval mode without gradients."""
         self.model.eval()
         self._device = None if self.data.device.type == "cpu" else self.data.device
         with torch.no_grad(), self._autocast():
             for batch in dl:
                 xb, yb = self._split_batch(batch)
-                out = self._forward(xb)
-                n = (yb[0] if isinstance(yb, (list, tuple)) else yb).shape[0]
-                total += float(self._compute_loss(out, yb)) * n
-                count += n
-                for m in ms:
-                    m.accumulate(out, yb)
-        return [total / max(count, 1), *(m.value for m in ms)]
+                yield self._forward(xb), yb
 
     # --- saving and loading ----------------------------------------------------------------------
     def _model_file(self, name: str | Path) -> Path:

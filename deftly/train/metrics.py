@@ -9,13 +9,14 @@ the wrapped function's name (F3:3793-3818).
 """
 from __future__ import annotations
 
+import contextlib
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
 
-from deftly.core.errors import TrainingError
+from deftly.core.errors import DeftlyError, TrainingError
 
 
 class Metric:
@@ -32,6 +33,25 @@ class Metric:
     @property
     def value(self) -> float:
         raise NotImplementedError
+
+
+def _shape(x: Any) -> Any:
+    if isinstance(x, (list, tuple)):
+        return [_shape(t) for t in x]
+    return tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+
+
+@contextlib.contextmanager
+def metric_errors(metric: "Metric", pred: Any, targ: Any, where: str) -> Iterator[None]:
+    """Turn a metric's failure into a TrainingError naming the metric, the shapes and where."""
+    try:
+        yield
+    except DeftlyError:
+        raise
+    except (RuntimeError, IndexError, ValueError, TypeError) as e:
+        shapes = (f"predictions of shape {_shape(pred)} and targets of shape {_shape(targ)}"
+                  if pred is not None else "the whole validation set")
+        raise TrainingError(f"metric {metric.name!r} failed on {shapes} ({where}): {e}") from e
 
 
 def _n_items(targ: Any) -> int:
@@ -78,7 +98,9 @@ class WholeSetMetric(Metric):
     def value(self) -> float:
         if not self.preds:
             return float("nan")
-        return float(self.func(torch.cat(self.preds), torch.cat(self.targs)))
+        preds, targs = torch.cat(self.preds), torch.cat(self.targs)
+        with metric_errors(self, preds, targs, "whole validation set"):
+            return float(self.func(preds, targs))
 
 
 def accumulates(factory: Callable[..., Metric]):

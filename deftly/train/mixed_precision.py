@@ -25,6 +25,7 @@ class GradScalerCallback(Callback):
         self.scaler.unscale_(self.learn.opt)
 
     def before_step(self) -> None:
+        self.learn.decay_weights()
         self.scaler.step(self.learn.opt)
         self.scaler.update()
         raise CancelStepException()

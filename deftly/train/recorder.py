@@ -9,7 +9,7 @@ import numpy as np
 
 from deftly.core.errors import TrainingError
 from deftly.train.callback import Callback
-from deftly.train.metrics import Metric, as_metric
+from deftly.train.metrics import Metric, as_metric, metric_errors
 from deftly.train.schedule import get_momentum
 
 
@@ -62,6 +62,7 @@ class Recorder(Callback):
 
     def before_fit(self) -> None:
         self.metrics = [as_metric(m) for m in self.learn.metrics]
+        self._group = self.learn.opt.param_groups[-1]
         if self.state.start_epoch == 0:
             self._clear()
 
@@ -70,15 +71,20 @@ class Recorder(Callback):
         self._epoch_batches = 0
         self._valid_loss, self._valid_count = 0.0, 0
 
+    def after_loss(self) -> None:
+        s = self.state
+        if s.training:  # read the loss once; TerminateOnNaN checks this value too
+            s.loss_value = s.loss.item()
+
     def after_batch(self) -> None:
         s = self.state
         if s.training:
-            value = s.loss.item()
+            value = s.loss_value
             self.losses.append(value)
             self._n += 1
             self._avg = self.beta * self._avg + (1 - self.beta) * value
             self.smooth_losses.append(self._avg / (1 - self.beta ** self._n))
-            group = self.learn.opt.param_groups[-1]
+            group = self._group
             self.lrs.append(group["lr"])
             mom = get_momentum(group)
             if mom is not None:
@@ -90,12 +96,8 @@ class Recorder(Callback):
             self._valid_count += n
             targ = s.yb[0] if isinstance(s.yb, (list, tuple)) and len(s.yb) == 1 else s.yb
             for m in self.metrics:
-                try:
+                with metric_errors(m, s.pred, targ, f"epoch {s.epoch + 1}, validation batch {s.iter}"):
                     m.accumulate(s.pred, targ)
-                except (RuntimeError, IndexError, ValueError, TypeError) as e:
-                    raise TrainingError(
-                        f"metric {m.name!r} failed on predictions of shape {_shape(s.pred)} and targets of "
-                        f"shape {_shape(targ)} (epoch {s.epoch + 1}, validation batch {s.iter}): {e}") from e
 
     def before_validate(self) -> None:
         self._valid_loss, self._valid_count = 0.0, 0
@@ -106,7 +108,11 @@ class Recorder(Callback):
         s = self.state
         validated = self._valid_count > 0
         valid_loss = self._valid_loss / self._valid_count if validated else None
-        metrics = [m.value for m in self.metrics] if validated else [None] * len(self.metrics)
+        metrics = [None] * len(self.metrics)
+        if validated:
+            for i, m in enumerate(self.metrics):
+                with metric_errors(m, None, None, f"epoch {s.epoch + 1}"):
+                    metrics[i] = m.value
         train_loss = self.smooth_losses[-1] if self.smooth_losses else None
         self.nb_batches.append(self._epoch_batches)
         self.values.append([s.epoch + 1, train_loss, valid_loss, *metrics,
@@ -212,8 +218,3 @@ class Recorder(Callback):
             ax.set_xlabel("Epoch"); ax.set_ylabel(name)
         return fig if return_fig else None
 
-
-def _shape(x: Any) -> Any:
-    if isinstance(x, (list, tuple)):
-        return [_shape(t) for t in x]
-    return tuple(x.shape) if hasattr(x, "shape") else type(x).__name__

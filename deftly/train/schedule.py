@@ -7,6 +7,7 @@ exactly where it stopped.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -46,7 +47,7 @@ def lr_range(lr: LR, n_groups: int) -> np.ndarray:
         if lr.start is None or n_groups == 1:
             return np.array([hi / 3] * (n_groups - 1) + [hi])
         return np.geomspace(float(lr.start), hi, n_groups)
-    if isinstance(lr, (int, float)):
+    if isinstance(lr, numbers.Real):
         return np.full(n_groups, float(lr))
     lrs = np.asarray(lr, dtype=float)
     if lrs.shape != (n_groups,):
