@@ -142,12 +142,38 @@ def _flat_pair(input: Tensor, targs: Tensor) -> tuple[Tensor, Tensor]:
     return input.argmax(dim=-1).view(n, -1), targs.view(n, -1)
 
 
+class Accuracy(Metric):
+    """Counts correct argmax predictions over the whole set (one sync per batch)."""
+
+    name = "accuracy"
+
+    def __init__(self, error: bool = False):
+        self.error = error
+        self.name = "error_rate" if error else "accuracy"
+        self.reset()
+
+    def reset(self) -> None:
+        self.correct, self.count = 0, 0
+
+    def accumulate(self, pred: Tensor, targ: Tensor) -> None:
+        p, t = _flat_pair(pred, targ)
+        self.correct += int((p == t).sum())
+        self.count += t.numel()
+
+    @property
+    def value(self) -> float:
+        acc = self.correct / self.count if self.count else float("nan")
+        return 1 - acc if self.error else acc
+
+
+@accumulates(Accuracy)
 def accuracy(input: Tensor, targs: Tensor) -> Tensor:
     """Share of items whose argmax over the last dimension equals the target."""
     pred, targ = _flat_pair(input, targs)
     return (pred == targ).float().mean()
 
 
+@accumulates(lambda: Accuracy(error=True))
 def error_rate(input: Tensor, targs: Tensor) -> Tensor:
     """1 - accuracy."""
     return 1 - accuracy(input, targs)
