@@ -28,7 +28,7 @@ $(VENV_DIR)/.complete:
 	touch $@
 
 demo: env
-	$(PY) examples/lesson5_mnist.py --demo
+	$(PY) examples/lesson5_mnist.py --data sample --demo --out out/lesson5
 
 test: env
 	$(PY) -m pytest -q
