@@ -1,0 +1,151 @@
+"""Images as the course uses them: `open_image`, the `Image` type, `get_image_files`.
+
+An `Image` holds a float tensor (C, H, W) with values in [0, 1], as fastai v1's `Image.data`.
+"""
+from __future__ import annotations
+
+import io
+import mimetypes
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from deftly.core.errors import DataError
+
+#: File extensions treated as images (everything mimetypes maps to image/*).
+image_extensions: set[str] = {ext for ext, kind in mimetypes.types_map.items() if kind.startswith("image/")}
+
+
+def pil2tensor(image: PIL.Image.Image, dtype: torch.dtype = torch.float32) -> Tensor:
+    """A PIL image as a (C, H, W) tensor of raw values (0-255 for 8-bit images)."""
+    a = np.array(image)  # a writable copy: torch shares its memory
+    if a.ndim == 2:
+        a = a[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).to(dtype)
+
+
+def image2np(t: Tensor) -> np.ndarray:
+    """A (C, H, W) tensor as an (H, W, C) numpy array, or (H, W) for one channel (for plotting)."""
+    a = t.detach().cpu().permute(1, 2, 0).numpy()
+    return a[..., 0] if a.shape[2] == 1 else a
+
+
+class Image:
+    """An image: `data` is a float tensor (C, H, W) in [0, 1]."""
+
+    def __init__(self, data: Tensor):
+        if data.ndim != 3:
+            raise DataError(f"an Image needs a (C, H, W) tensor, got shape {tuple(data.shape)}")
+        self.data = data
+
+    @property
+    def px(self) -> Tensor:
+        """The pixel tensor (v1 name)."""
+        return self.data
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(channels, height, width)."""
+        return tuple(self.data.shape)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width), as v1."""
+        return tuple(self.data.shape[1:])
+
+    def resize(self, size: int | tuple[int, int]) -> "Image":
+        """A resized copy (bilinear with antialiasing); `size` is an int for a square or (h, w)."""
+        if isinstance(size, int):
+            size = (size, size)
+        if len(size) == 3:  # v1 accepted (C, H, W)
+            size = size[1:]
+        out = F.interpolate(self.data[None].float(), size=tuple(size), mode="bilinear", antialias=True,
+                            align_corners=False)[0]
+        return Image(out.clamp(0, 1))
+
+    def to_pil(self) -> PIL.Image.Image:
+        """As a PIL image (8 bits per channel)."""
+        a = (image2np(self.data).clip(0, 1) * 255).round().astype(np.uint8)
+        return PIL.Image.fromarray(a)
+
+    def save(self, fn: str | os.PathLike) -> None:
+        """Write to a file; the format follows the extension."""
+        self.to_pil().save(fn)
+
+    def show(self, ax: Any = None, figsize: tuple[int, int] = (3, 3), title: str | None = None,
+             hide_axis: bool = True, cmap: str | None = None, **kwargs: Any) -> Any:
+        """Draw with matplotlib on `ax` (a new figure if None); returns the axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=figsize)
+        if cmap is None and self.data.shape[0] == 1:
+            from deftly.core.device import defaults
+            cmap = defaults.cmap
+        ax.imshow(image2np(self.data.clamp(0, 1)), cmap=cmap, **kwargs)
+        if hide_axis:
+            ax.axis("off")
+        if title is not None:
+            ax.set_title(title)
+        return ax
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.to_pil().save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__} {self.shape}"
+
+
+def open_image(fn: str | os.PathLike | bytes | io.BytesIO, convert_mode: str = "RGB", div: bool = True,
+               cls: type = Image) -> Image:
+    """Open an image file (or bytes) as an `Image`; `convert_mode` is PIL's ('RGB', 'L', ...).
+
+    Unreadable or non-image input raises DataError naming the file.
+    """
+    name = "<bytes>" if isinstance(fn, (bytes, io.BytesIO)) else str(fn)
+    source = io.BytesIO(fn) if isinstance(fn, bytes) else fn
+    try:
+        with PIL.Image.open(source) as im:
+            im = im.convert(convert_mode)
+    except FileNotFoundError as e:
+        raise DataError("no such image file", where=name) from e
+    except (PIL.UnidentifiedImageError, OSError, ValueError, PIL.Image.DecompressionBombError) as e:
+        raise DataError(f"cannot read an image ({e})", where=name) from e
+    t = pil2tensor(im)
+    return cls(t.div_(255) if div else t)
+
+
+def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, recurse: bool = False,
+              include: Iterable[str] | None = None) -> list[Path]:
+    """Files under `path` with one of `extensions` (case-insensitive), sorted; with `recurse`,
+    also in sub-folders (only those named in `include` at the first level, if given)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError("not a folder", where=str(path))
+    exts = {e.lower() for e in extensions} if extensions is not None else None
+    include = set(include) if include is not None else None
+    found: list[Path] = []
+    for root, dirs, files in os.walk(path):
+        here = Path(root)
+        if here == path and include is not None:
+            dirs[:] = [d for d in dirs if d in include]
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [here / f for f in sorted(files)
+                  if not f.startswith(".") and (exts is None or Path(f).suffix.lower() in exts)]
+        if not recurse:
+            break
+    return found
+
+
+def get_image_files(path: str | os.PathLike, recurse: bool = False, extensions: Iterable[str] | None = None,
+                    include: Iterable[str] | None = None) -> list[Path]:
+    """Image files under `path` (v1: `get_image_files(path)`), sorted."""
+    return get_files(path, image_extensions if extensions is None else extensions, recurse, include)
