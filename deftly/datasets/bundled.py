@@ -1,0 +1,70 @@
+"""Small real image samples shipped inside the package, so `untar_data` works offline for them.
+
+``bundled_archive(url)`` maps a fastai dataset URL (``URLs.MNIST_TINY``, ``URLs.MNIST_SAMPLE``,
+``URLs.PETS``) to the ``.tgz`` shipped in ``deftly/datasets/samples/``, after checking its SHA-256
+once per process. ``samples/SAMPLES.md`` says what each archive holds and where it comes from;
+``scripts/build_samples.py`` rebuilds them byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from importlib import resources
+from pathlib import Path
+
+from deftly.core.errors import DataError
+
+__all__ = ["BUNDLED_SHA256", "bundled_archive", "bundled_name"]
+
+#: Archive file name -> SHA-256 of its bytes (printed by scripts/build_samples.py).
+BUNDLED_SHA256: dict[str, str] = {
+    "mnist_tiny.tgz": "9b4724b3c6448db3d246d9c425451191771af3bcf93a497623ad77000e67ec12",
+    "mnist_sample.tgz": "ff659cf5a01ceba74a205bb607e5dd1777f3d73ae5ac51b372a66faf432c99ab",
+    "oxford-iiit-pet.tgz": "a872fca8c0507d7790c08d7fcd146c3a644eebbb2c8d70d64a5564ecb38e5664",
+}
+
+_verified: set[str] = set()
+_lock = threading.Lock()
+
+
+def bundled_name(url: str) -> str | None:
+    """The archive file name bundled for `url` (matched on its last path component, a trailing
+    ``.tgz``/``/`` ignored), or None when no sample is bundled for it."""
+    last = str(url).rstrip("/").rsplit("/", 1)[-1]
+    if last.endswith(".tgz"):
+        last = last[: -len(".tgz")]
+    name = f"{last}.tgz"
+    return name if name in BUNDLED_SHA256 else None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bundled_archive(url: str) -> Path | None:
+    """Path of the bundled ``.tgz`` for `url`, or None if none is bundled.
+
+    Raises DataError when the archive is missing from the installed package or its SHA-256 is not
+    the recorded one (checked once per process per archive).
+    """
+    name = bundled_name(url)
+    if name is None:
+        return None
+    path = Path(str(resources.files("deftly.datasets") / "samples" / name))
+    with _lock:
+        if name not in _verified:
+            if not path.is_file():
+                raise DataError(f"bundled sample {name} is missing from the installed package", where=str(path))
+            digest = _sha256(path)
+            if digest != BUNDLED_SHA256[name]:
+                raise DataError(
+                    f"bundled sample {name} is corrupt: sha256 {digest}, expected {BUNDLED_SHA256[name]}",
+                    where=str(path),
+                )
+            _verified.add(name)
+    return path
