@@ -10,6 +10,7 @@ VENV_DIR := $(VENV_CACHE)/$(DEPS_KEY)
 VENV := .venv
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
+export DEFTLY_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: demo test bench env clean

@@ -15,3 +15,11 @@ def data_dir() -> Path:
     path = deftly_home() / "data"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+class DeftlyPath(type(Path())):  # type: ignore[misc]
+    """A `pathlib.Path` with the course's `ls()`; `/`, `parent`, `iterdir` keep the subclass."""
+
+    def ls(self) -> list["DeftlyPath"]:
+        """The entries of this folder, sorted by name (the course's `path.ls()`)."""
+        return sorted(self.iterdir())
