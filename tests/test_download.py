@@ -3,7 +3,6 @@ hostile archives that must be refused without writing anything outside (or half-
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import tarfile
 import threading
