@@ -1,6 +1,7 @@
 """Where deftly keeps downloaded data and models: `$DEFTLY_HOME` (default `~/.deftly`)."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -23,3 +24,12 @@ class DeftlyPath(type(Path())):  # type: ignore[misc]
     def ls(self) -> list["DeftlyPath"]:
         """The entries of this folder, sorted by name (the course's `path.ls()`)."""
         return sorted(self.iterdir())
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in chunks (checks downloads, fetched packages, bundled samples)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -8,12 +8,12 @@ once per process. ``samples/SAMPLES.md`` says what each archive holds and where 
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from importlib import resources
 from pathlib import Path
 
 from deftly.core.errors import DataError
+from deftly.core.paths import file_sha256
 
 __all__ = ["BUNDLED_SHA256", "bundled_archive", "bundled_name"]
 
@@ -38,14 +38,6 @@ def bundled_name(url: str) -> str | None:
     return name if name in BUNDLED_SHA256 else None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def bundled_archive(url: str) -> Path | None:
     """Path of the bundled ``.tgz`` for `url`, or None if none is bundled.
 
@@ -60,7 +52,7 @@ def bundled_archive(url: str) -> Path | None:
         if name not in _verified:
             if not path.is_file():
                 raise DataError(f"bundled sample {name} is missing from the installed package", where=str(path))
-            digest = _sha256(path)
+            digest = file_sha256(path)
             if digest != BUNDLED_SHA256[name]:
                 raise DataError(
                     f"bundled sample {name} is corrupt: sha256 {digest}, expected {BUNDLED_SHA256[name]}",

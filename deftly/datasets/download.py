@@ -7,7 +7,6 @@ temporary folder that is renamed into place only when everything succeeded.
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import posixpath
@@ -26,21 +25,12 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from deftly.core.errors import DataError
-from deftly.core.paths import DeftlyPath, data_dir, deftly_home
+from deftly.core.paths import DeftlyPath, data_dir, deftly_home, file_sha256
 from deftly.datasets.urls import URLs, archive_url, url_name
 
 __all__ = ["download_url", "untar_data", "extract_archive", "file_sha256"]
 
 _USER_AGENT = "deftly-download/1"
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------- progress

