@@ -158,17 +158,25 @@ def _three_seven_indices(labels: np.ndarray) -> tuple[list[int], list[int]]:
     return [i for i in idx if i < N_SAMPLE_TRAIN], [i for i in idx if i >= N_SAMPLE_TRAIN]
 
 
-def build_mnist_sample(out_dir: Path, images: np.ndarray, labels: np.ndarray) -> Path:
-    """mnist_sample/: every 3 and 7 of the sample; labels.csv labels are 0 for 3 and 1 for 7, as in fastai's."""
-    train, valid = _three_seven_indices(labels)
+def _labelled_digits(top: str, splits: dict[str, list[int]], images: np.ndarray, labels: np.ndarray,
+                     label_of) -> tuple[dict[str, bytes], list[str]]:
+    """PNG files `<top>/<split>/<digit>/<i>.png` and the labels.csv rows (`label_of(digit)`) for them."""
     files: dict[str, bytes] = {}
     rows = ["name,label"]
-    for split, idx in (("train", train), ("valid", valid)):
+    for split, idx in splits.items():
         for i in idx:
             digit = int(labels[i])
             name = f"{split}/{digit}/{i}.png"
-            files[f"mnist_sample/{name}"] = png_bytes(images[i], "L")
-            rows.append(f"{name},{int(digit == 7)}")
+            files[f"{top}/{name}"] = png_bytes(images[i], "L")
+            rows.append(f"{name},{label_of(digit)}")
+    return files, rows
+
+
+def build_mnist_sample(out_dir: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    """mnist_sample/: every 3 and 7 of the sample; labels.csv labels are 0 for 3 and 1 for 7, as in fastai's."""
+    train, valid = _three_seven_indices(labels)
+    files, rows = _labelled_digits("mnist_sample", {"train": train, "valid": valid}, images, labels,
+                                   lambda digit: int(digit == 7))
     files["mnist_sample/labels.csv"] = ("\n".join(rows) + "\n").encode()
     return write_tgz(out_dir / "mnist_sample.tgz", files)
 
@@ -178,14 +186,7 @@ def build_mnist_tiny(out_dir: Path, images: np.ndarray, labels: np.ndarray) -> P
     train_all, valid = _three_seven_indices(labels)
     train = train_all[:TINY_N_TRAIN]
     test = train_all[TINY_N_TRAIN:TINY_N_TRAIN + TINY_N_TEST]
-    files: dict[str, bytes] = {}
-    rows = ["name,label"]
-    for split, idx in (("train", train), ("valid", valid)):
-        for i in idx:
-            digit = int(labels[i])
-            name = f"{split}/{digit}/{i}.png"
-            files[f"mnist_tiny/{name}"] = png_bytes(images[i], "L")
-            rows.append(f"{name},{digit}")
+    files, rows = _labelled_digits("mnist_tiny", {"train": train, "valid": valid}, images, labels, lambda digit: digit)
     for i in test:
         files[f"mnist_tiny/test/{i}.png"] = png_bytes(images[i], "L")
     files["mnist_tiny/labels.csv"] = ("\n".join(rows) + "\n").encode()
