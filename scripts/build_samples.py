@@ -1,16 +1,20 @@
 """Build the image-folder samples bundled in ``deftly/datasets/samples/``.
 
-    python scripts/build_samples.py                    # all three, into deftly/datasets/samples/
+    python scripts/build_samples.py                    # all four, into deftly/datasets/samples/
     python scripts/build_samples.py --only mnist --out /tmp/x
+    python scripts/build_samples.py --only planet      # just planet_tiny.tgz
 
 * ``mnist_tiny.tgz`` and ``mnist_sample.tgz``: the 3s and 7s of the bundled MNIST sample
   (``deftly.datasets.load_mnist_sample``, real MNIST digits) in fastai's folder layouts.
 * ``oxford-iiit-pet.tgz``: a Pets-shaped sample made of real Fashion-MNIST images, read from the
   Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist/``).
+* ``planet_tiny.tgz``: a planet_tiny-shaped multi-label sample: 64x64 mosaics of real Fashion-MNIST
+  test-set images (2x2 cells, some blank), tagged with the set of classes they show.
 
 The archives are byte-reproducible: members sorted by name, mtime 0, uid/gid 0 with empty user
 and group names, fixed modes, and a gzip header with mtime 0 and no file name. PNGs are written
-by Pillow with ``optimize=True``; Pillow and zlib versions decide their exact bytes.
+by Pillow with ``optimize=True`` and JPEGs with fixed settings; Pillow, zlib and libjpeg versions
+decide their exact bytes.
 See ``deftly/datasets/samples/SAMPLES.md`` for what each archive holds.
 """
 
@@ -71,6 +75,34 @@ DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE,
 OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
 """
 
+#: planet_tiny stand-in: Fashion-MNIST label -> tag (lower case, no spaces, as Planet's tags).
+PLANET_TAGS = (
+    "t_shirt", "trouser", "pullover", "dress", "coat",
+    "sandal", "shirt", "sneaker", "bag", "ankle_boot",
+)
+PLANET_N_IMAGES = 1200
+PLANET_SIZE = 64          # pixels; PLANET_GRID x PLANET_GRID cells of 32 pixels, one 28x28 item or blank
+PLANET_GRID = 2
+PLANET_N_TAGS_P = (0.05, 0.22, 0.40, 0.33)  # P(1, 2, 3, 4 distinct tags): each tag in ~30% of images
+PLANET_REPEAT_P = 0.25    # chance that each cell left over after the distinct tags repeats one of them
+PLANET_SEED = 3           # lesson 3
+PLANET_JPEG_QUALITY = 90
+PLANET_README = """\
+This is not the Planet: Understanding the Amazon from Space data set. It has planet_tiny's layout
+(train/<image_name>.jpg, labels.csv with columns image_name,tags and space-separated tags), filled
+with 64x64 mosaics of real Fashion-MNIST images, bundled by deftly so lesson 3 runs offline.
+
+Each mosaic is a 2x2 grid of 32-pixel cells; a cell is blank or holds one 28x28 Fashion-MNIST
+test-set item at a random offset. Its tags are the classes it shows:
+t_shirt trouser pullover dress coat sandal shirt sneaker bag ankle_boot.
+SOURCES.csv lists every filled cell: the item's top-left corner (y, x) in the mosaic and its index
+in Fashion-MNIST's test set (t10k-images-idx3-ubyte). No item is used twice.
+
+Fashion-MNIST (https://github.com/zalandoresearch/fashion-mnist), taken from the Debian package
+dataset-fashion-mnist, is under the MIT licence:
+
+""" + PETS_ANNOTATIONS_README.split("Fashion-MNIST is under the MIT licence:\n\n", 1)[1]
+
 
 # ---------------------------------------------------------------------------------------------
 # Reproducible archive writing
@@ -91,11 +123,14 @@ def png_bytes(image: np.ndarray, mode: str) -> bytes:
     return buf.getvalue()
 
 
-def jpg_bytes(image: np.ndarray) -> bytes:
-    """Encode a uint8 (28, 28) array as an RGB JPEG (quality 95, no chroma subsampling), as Pets ships JPEGs."""
+def jpg_bytes(image: np.ndarray, quality: int = 95) -> bytes:
+    """Encode a 2-d uint8 array as an RGB JPEG with three equal channels (no chroma subsampling),
+    as Pets and Planet ship RGB JPEGs."""
+    if image.dtype != np.uint8 or image.ndim != 2:
+        raise ValueError(f"expected a 2-d uint8 image, got {image.dtype} {image.shape}")
     img = Image.fromarray(np.repeat(image[:, :, None], 3, axis=2), mode="RGB")
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=95, subsampling=0)
+    img.save(buf, format="JPEG", quality=quality, subsampling=0)
     return buf.getvalue()
 
 
@@ -216,10 +251,89 @@ def build_pets(out_dir: Path, fashion_dir: Path = FASHION_DIR) -> Path:
     return write_tgz(out_dir / "oxford-iiit-pet.tgz", files)
 
 
+# ---------------------------------------------------------------------------------------------
+# planet_tiny-shaped multi-label mosaics of Fashion-MNIST
+
+
+def _planet_layouts(rng: np.random.Generator, n_images: int) -> list[list[int | None]]:
+    """For each image, the Fashion-MNIST class in each of its PLANET_GRID**2 cells (row-major), None
+    for a blank cell: k distinct classes (k drawn from PLANET_N_TAGS_P), sometimes a class twice."""
+    n_cells = PLANET_GRID * PLANET_GRID
+    n_classes = len(PLANET_TAGS)
+    layouts = []
+    for _ in range(n_images):
+        k = int(rng.choice(len(PLANET_N_TAGS_P), p=PLANET_N_TAGS_P)) + 1
+        classes = [int(c) for c in rng.choice(n_classes, size=k, replace=False)]
+        extra = int(rng.binomial(n_cells - k, PLANET_REPEAT_P))
+        classes += [int(c) for c in rng.choice(classes, size=extra)]
+        cells: list[int | None] = classes + [None] * (n_cells - len(classes))
+        layouts.append([cells[i] for i in rng.permutation(n_cells)])
+    return layouts
+
+
+def planet_mosaics(images: np.ndarray, labels: np.ndarray, n_images: int = PLANET_N_IMAGES,
+                   seed: int = PLANET_SEED) -> tuple[list[np.ndarray], list[list[tuple[int, int, int, int, int]]]]:
+    """The mosaics (uint8 PLANET_SIZE x PLANET_SIZE arrays) and, for each, its filled cells as
+    (cell, y, x, Fashion-MNIST index, class): the item's top-left corner is (y, x).
+
+    Every filled cell holds a different Fashion-MNIST item (no item is used twice); each item sits at
+    a random offset inside its cell; blank cells stay 0, Fashion-MNIST's background.
+    """
+    rng = np.random.default_rng(seed)
+    layouts = _planet_layouts(rng, n_images)
+    pools = [list(rng.permutation(np.flatnonzero(labels == c))) for c in range(len(PLANET_TAGS))]
+    cell_size = PLANET_SIZE // PLANET_GRID
+    h, w = images.shape[1:]
+    slack = cell_size - h
+    if slack < 0 or h != w:
+        raise ValueError(f"items of shape {images.shape[1:]} do not fit {cell_size}-pixel cells")
+    mosaics, sources = [], []
+    for cells in layouts:
+        canvas = np.zeros((PLANET_SIZE, PLANET_SIZE), dtype=np.uint8)
+        filled = []
+        for cell, cls in enumerate(cells):
+            if cls is None:
+                continue
+            if not pools[cls]:
+                raise ValueError(f"ran out of Fashion-MNIST items of class {cls}")
+            idx = int(pools[cls].pop())
+            dy, dx = (int(v) for v in rng.integers(0, slack + 1, size=2))
+            y = (cell // PLANET_GRID) * cell_size + dy
+            x = (cell % PLANET_GRID) * cell_size + dx
+            canvas[y:y + h, x:x + w] = images[idx]
+            filled.append((cell, y, x, idx, cls))
+        mosaics.append(canvas)
+        sources.append(filled)
+    return mosaics, sources
+
+
+def build_planet(out_dir: Path, fashion_dir: Path = FASHION_DIR) -> Path:
+    """planet_tiny/: train/train_<n>.jpg mosaics, labels.csv (image_name,tags) and SOURCES.csv."""
+    from deftly.datasets.mnist import read_idx
+
+    images = read_idx(fashion_dir / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(fashion_dir / "t10k-labels-idx1-ubyte.gz")
+    if images.shape != (10000, 28, 28) or labels.shape != (10000,):
+        raise ValueError(f"unexpected Fashion-MNIST test-set shapes: {images.shape}, {labels.shape}")
+    mosaics, sources = planet_mosaics(images, labels)
+    files: dict[str, bytes] = {}
+    rows = ["image_name,tags"]
+    src_rows = ["image_name,cell,y,x,fashion_mnist_split,fashion_mnist_index,tag"]
+    for n, (mosaic, filled) in enumerate(zip(mosaics, sources)):
+        name = f"train_{n}"
+        files[f"planet_tiny/train/{name}.jpg"] = jpg_bytes(mosaic, quality=PLANET_JPEG_QUALITY)
+        rows.append(f"{name},{' '.join(sorted({PLANET_TAGS[cls] for *_, cls in filled}))}")
+        src_rows += [f"{name},{cell},{y},{x},t10k,{idx},{PLANET_TAGS[cls]}" for cell, y, x, idx, cls in filled]
+    files["planet_tiny/labels.csv"] = ("\n".join(rows) + "\n").encode()
+    files["planet_tiny/SOURCES.csv"] = ("\n".join(src_rows) + "\n").encode()
+    files["planet_tiny/README"] = PLANET_README.encode()
+    return write_tgz(out_dir / "planet_tiny.tgz", files)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=SAMPLES_DIR, help="folder for the archives")
-    p.add_argument("--only", choices=["all", "mnist", "pets"], default="all")
+    p.add_argument("--only", choices=["all", "mnist", "pets", "planet"], default="all")
     p.add_argument("--fashion-dir", type=Path, default=FASHION_DIR)
     args = p.parse_args(argv)
     built = []
@@ -228,6 +342,8 @@ def main(argv: list[str] | None = None) -> None:
         built += [build_mnist_tiny(args.out, images, labels), build_mnist_sample(args.out, images, labels)]
     if args.only in ("all", "pets"):
         built.append(build_pets(args.out, args.fashion_dir))
+    if args.only in ("all", "planet"):
+        built.append(build_planet(args.out, args.fashion_dir))
     import hashlib
 
     for path in built:

@@ -28,6 +28,15 @@ FASTAI = "https://s3.amazonaws.com/fast-ai-"
 MNIST_TINY_URL = f"{FASTAI}sample/mnist_tiny"
 MNIST_SAMPLE_URL = f"{FASTAI}sample/mnist_sample"
 PETS_URL = f"{FASTAI}imageclas/oxford-iiit-pet"
+PLANET_TINY_URL = "http://files.fast.ai/data/examples/planet_tiny"
+
+#: planet_tiny's tags: Fashion-MNIST's classes, in label order.
+PLANET_TAGS = ("t_shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot")
+PLANET_N = 1200
+needs_fashion = pytest.mark.skipif(
+    not FASHION_DIR.is_dir(),
+    reason=f"{FASHION_DIR} missing: install the Debian package dataset-fashion-mnist",
+)
 
 
 def _load_builder():
@@ -89,7 +98,7 @@ def test_archives_are_small_and_match_recorded_checksums():
         assert path.is_file(), name
         assert _sha(path) == digest, name
         total += path.stat().st_size
-    assert total < 3_000_000
+    assert total < 10_000_000  # all bundled samples together stay under 10 MB
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLED_SHA256))
@@ -184,6 +193,7 @@ def test_bundled_archive_maps_urls():
     assert bundled_archive(MNIST_SAMPLE_URL + ".tgz") == SAMPLES / "mnist_sample.tgz"
     assert bundled_archive(PETS_URL) == SAMPLES / "oxford-iiit-pet.tgz"
     assert bundled_archive(PETS_URL + "/") == SAMPLES / "oxford-iiit-pet.tgz"
+    assert bundled_archive(PLANET_TINY_URL) == SAMPLES / "planet_tiny.tgz"
     assert bundled_name("mnist_tiny") == "mnist_tiny.tgz"
     for url in (f"{FASTAI}imageclas/imagenette", f"{FASTAI}sample/mnist_tiny_x", "https://x/y/mnist", ""):
         assert bundled_archive(url) is None, url
@@ -203,11 +213,143 @@ def test_builder_rebuilds_identical_mnist_archives(tmp_path):
         assert _sha(tmp_path / name) == BUNDLED_SHA256[name], name
 
 
-@pytest.mark.skipif(
-    not FASHION_DIR.is_dir(),
-    reason=f"{FASHION_DIR} missing: install the Debian package dataset-fashion-mnist to rebuild the pets sample",
-)
+@needs_fashion
 def test_builder_rebuilds_identical_pets_archive(tmp_path):
     builder = _load_builder()
     builder.main(["--only", "pets", "--out", str(tmp_path)])
     assert _sha(tmp_path / "oxford-iiit-pet.tgz") == BUNDLED_SHA256["oxford-iiit-pet.tgz"]
+
+
+# ---------------------------------------------------------------------------------------------
+# planet_tiny: multi-label mosaics of real Fashion-MNIST items
+
+
+def _planet() -> tuple[dict[str, bytes], set[str], list[dict[str, str]], list[dict[str, str]]]:
+    """Files, folders, labels.csv rows and SOURCES.csv rows of planet_tiny.tgz."""
+    files, dirs, _ = _read("planet_tiny.tgz")
+    labels = list(csv.DictReader(io.StringIO(files["planet_tiny/labels.csv"].decode())))
+    sources = list(csv.DictReader(io.StringIO(files["planet_tiny/SOURCES.csv"].decode())))
+    return files, dirs, labels, sources
+
+
+def _mosaic(data: bytes) -> np.ndarray:
+    img = Image.open(io.BytesIO(data))
+    assert img.format == "JPEG" and (img.mode, img.size) == ("RGB", (64, 64))
+    arr = np.asarray(img).astype(int)
+    assert np.abs(arr[..., 0] - arr[..., 1]).max() <= 3 and np.abs(arr[..., 0] - arr[..., 2]).max() <= 3
+    return arr[..., 0]
+
+
+def test_untar_data_planet_tiny_offline(tmp_path, monkeypatch):
+    from deftly.datasets import URLs, untar_data
+
+    assert URLs.PLANET_TINY == PLANET_TINY_URL
+    monkeypatch.setenv("DEFTLY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DEFTLY_OFFLINE", "1")
+    path = untar_data(URLs.PLANET_TINY, show_progress=False)
+    assert path == tmp_path / "home" / "data" / "planet_tiny"
+    assert sorted(p.name for p in path.ls()) == ["README", "SOURCES.csv", "labels.csv", "train"]
+    assert not (tmp_path / "home" / "archive").exists()  # nothing was downloaded
+    # lesson 3 reads labels.csv with folder='train', suffix='.jpg' and label_delim=' '
+    with open(path / "labels.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["image_name", "tags"] and len(rows) == PLANET_N + 1
+    for name, tags in rows[1:]:
+        assert (path / "train" / f"{name}.jpg").is_file(), name
+        assert tags.split(" ") and set(tags.split(" ")) <= set(PLANET_TAGS), (name, tags)
+
+
+def test_planet_tiny_layout_and_labels():
+    files, dirs, labels, _ = _planet()
+    assert dirs == {"planet_tiny", "planet_tiny/train"}
+    assert set(files) - {f for f in files if f.startswith("planet_tiny/train/")} == {
+        "planet_tiny/labels.csv", "planet_tiny/SOURCES.csv", "planet_tiny/README"}
+    readme = files["planet_tiny/README"]
+    assert b"not the Planet" in readme and b"Zalando" in readme and b"MIT licence" in readme
+    # labels.csv: exactly fastai's two columns, one row per image, nothing else in train/
+    header = files["planet_tiny/labels.csv"].decode().split("\n", 1)[0]
+    assert header == "image_name,tags"
+    names = [r["image_name"] for r in labels]
+    assert len(names) == len(set(names)) == PLANET_N
+    assert {f"planet_tiny/train/{n}.jpg" for n in names} == {f for f in files if f.startswith("planet_tiny/train/")}
+    assert all(re.fullmatch(r"train_\d+", n) for n in names)
+    # tags: known classes, distinct, sorted, separated by single spaces
+    counts, per_image = Counter(), Counter()
+    for r in labels:
+        tags = r["tags"].split(" ")
+        assert all(tags) and set(tags) <= set(PLANET_TAGS), r
+        assert tags == sorted(set(tags)), r
+        counts.update(tags)
+        per_image[len(tags)] += 1
+    assert set(counts) == set(PLANET_TAGS)
+    for tag, n in counts.items():  # every tag common: in 25% to 45% of the images
+        assert 0.25 * PLANET_N <= n <= 0.45 * PLANET_N, (tag, n)
+    assert set(per_image) == {1, 2, 3, 4}
+    assert 20 <= per_image[1] <= 0.1 * PLANET_N  # a few single-tag images
+    # the images themselves: 64x64 RGB JPEGs with three equal channels
+    for name in names[:50]:
+        _mosaic(files[f"planet_tiny/train/{name}.jpg"])
+
+
+def test_planet_tiny_sources_match_tags_and_cells():
+    files, _, labels, sources = _planet()
+    assert list(sources[0]) == ["image_name", "cell", "y", "x", "fashion_mnist_split", "fashion_mnist_index", "tag"]
+    tags = {r["image_name"]: set(r["tags"].split(" ")) for r in labels}
+    cells: dict[str, dict[int, tuple[int, int]]] = {name: {} for name in tags}
+    shown: dict[str, set[str]] = {name: set() for name in tags}
+    indices = []
+    for r in sources:
+        name, cell, y, x = r["image_name"], int(r["cell"]), int(r["y"]), int(r["x"])
+        assert r["fashion_mnist_split"] == "t10k" and r["tag"] in PLANET_TAGS, r
+        assert 0 <= cell < 4 and cell not in cells[name], r
+        row, col = divmod(cell, 2)  # the 28x28 item lies inside its 32x32 cell
+        assert 32 * row <= y <= 32 * row + 4 and 32 * col <= x <= 32 * col + 4, r
+        cells[name][cell] = (y, x)
+        shown[name].add(r["tag"])
+        indices.append(int(r["fashion_mnist_index"]))
+    assert shown == tags  # an image's tags are exactly the classes of its filled cells
+    assert len(indices) == len(set(indices)) and 0 <= min(indices) and max(indices) < 10000  # no item twice
+    assert any(len(c) < 4 for c in cells.values()) and any(len(c) == 4 for c in cells.values())
+    # blank cells are black; filled cells show an item
+    for name, filled in list(cells.items())[::10]:
+        img = _mosaic(files[f"planet_tiny/train/{name}.jpg"])
+        for cell in range(4):
+            row, col = divmod(cell, 2)
+            region = img[32 * row:32 * row + 32, 32 * col:32 * col + 32]
+            if cell in filled:
+                assert region.max() > 100, (name, cell)
+            else:
+                assert region.max() <= 3, (name, cell)
+
+
+@needs_fashion
+def test_planet_tiny_cells_are_the_recorded_fashion_mnist_items():
+    from deftly.datasets.mnist import read_idx
+
+    items = read_idx(FASHION_DIR / "t10k-images-idx3-ubyte.gz").astype(np.float32)
+    classes = read_idx(FASHION_DIR / "t10k-labels-idx1-ubyte.gz")
+    files, _, _, sources = _planet()
+    images: dict[str, np.ndarray] = {}
+    patches, recorded = [], []
+    for r in sources:
+        name = r["image_name"]
+        if name not in images:
+            images[name] = _mosaic(files[f"planet_tiny/train/{name}.jpg"])
+        y, x, i = int(r["y"]), int(r["x"]), int(r["fashion_mnist_index"])
+        patch = images[name][y:y + 28, x:x + 28].astype(np.float32)
+        assert PLANET_TAGS[int(classes[i])] == r["tag"], r
+        assert np.abs(patch - items[i]).mean() < 4, r  # the item itself, up to JPEG's small changes
+        patches.append(patch.ravel())
+        recorded.append(i)
+    # and no other Fashion-MNIST test item is closer: the nearest neighbour of every 4th patch
+    p = np.stack(patches[::4])
+    q = items.reshape(len(items), -1)
+    dist = (p * p).sum(1)[:, None] - 2 * p @ q.T + (q * q).sum(1)[None, :]
+    assert np.array_equal(dist.argmin(1), np.array(recorded[::4]))
+
+
+@needs_fashion
+def test_builder_rebuilds_identical_planet_archive(tmp_path):
+    builder = _load_builder()
+    builder.main(["--only", "planet", "--out", str(tmp_path)])
+    assert _sha(tmp_path / "planet_tiny.tgz") == BUNDLED_SHA256["planet_tiny.tgz"]

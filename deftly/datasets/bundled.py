@@ -1,9 +1,9 @@
 """Small real image samples shipped inside the package, so `untar_data` works offline for them.
 
 ``bundled_archive(url)`` maps a fastai dataset URL (``URLs.MNIST_TINY``, ``URLs.MNIST_SAMPLE``,
-``URLs.PETS``) to the ``.tgz`` shipped in ``deftly/datasets/samples/``, after checking its SHA-256
-once per process. ``samples/SAMPLES.md`` says what each archive holds and where it comes from;
-``scripts/build_samples.py`` rebuilds them byte for byte.
+``URLs.PETS``, ``URLs.PLANET_TINY``) to the ``.tgz`` shipped in ``deftly/datasets/samples/``, after
+checking its SHA-256 once per process. ``samples/SAMPLES.md`` says what each archive holds and
+where it comes from; ``scripts/build_samples.py`` rebuilds them byte for byte.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ BUNDLED_SHA256: dict[str, str] = {
     "mnist_tiny.tgz": "9b4724b3c6448db3d246d9c425451191771af3bcf93a497623ad77000e67ec12",
     "mnist_sample.tgz": "ff659cf5a01ceba74a205bb607e5dd1777f3d73ae5ac51b372a66faf432c99ab",
     "oxford-iiit-pet.tgz": "a872fca8c0507d7790c08d7fcd146c3a644eebbb2c8d70d64a5564ecb38e5664",
+    "planet_tiny.tgz": "e091a1cd9b51ee85f64fa81173a57a437811bc73625506fd18060eb7940efcfc",
 }
 
 _verified: set[str] = set()

@@ -317,10 +317,11 @@ def offline() -> bool:
 
 def _bundled(url: str) -> Path | None:
     """The bundled stand-in archive for one of the course's own URLs (MNIST_TINY, MNIST_SAMPLE,
-    PETS), or None. Matched on the whole URL, so another server's `mnist_tiny` is downloaded."""
+    PETS, PLANET_TINY), or None. Matched on the whole URL, so another server's `mnist_tiny` is
+    downloaded."""
     from deftly.datasets.bundled import bundled_archive
 
-    if url.rstrip("/") not in (URLs.MNIST_TINY, URLs.MNIST_SAMPLE, URLs.PETS):
+    if url.rstrip("/") not in (URLs.MNIST_TINY, URLs.MNIST_SAMPLE, URLs.PETS, URLs.PLANET_TINY):
         return None
     return bundled_archive(url)
 
@@ -333,9 +334,9 @@ def untar_data(url: str, fname: str | os.PathLike | None = None, dest: str | os.
     The folder is `<dest or data dir>/<last component of url>` (models go under
     `<DEFTLY_HOME>/models` when `data=False`); the archive is kept as `fname`, by default
     `<DEFTLY_HOME>/archive/<name>.tgz`. An existing folder is reused unless `force_download`.
-    `checksums` (URL -> SHA-256) adds to `URLs.checksums`. For MNIST_TINY, MNIST_SAMPLE and
-    PETS, deftly bundles small real stand-ins: used at once when DEFTLY_OFFLINE=1, and with a
-    warning when the download fails.
+    `checksums` (URL -> SHA-256) adds to `URLs.checksums`. For MNIST_TINY, MNIST_SAMPLE, PETS
+    and PLANET_TINY, deftly bundles small real stand-ins: used at once when DEFTLY_OFFLINE=1, and
+    with a warning when the download fails.
     """
     url = str(url)
     name = url_name(url)
