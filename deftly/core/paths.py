@@ -4,6 +4,9 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Iterable
+
+from deftly.core.errors import DataError
 
 
 def deftly_home() -> Path:
@@ -33,3 +36,25 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, recurse: bool = False,
+              include: Iterable[str] | None = None) -> list[Path]:
+    """Files under `path` with one of `extensions` (case-insensitive), sorted; with `recurse`,
+    also in sub-folders (only those named in `include` at the first level, if given)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError("not a folder", where=str(path))
+    exts = {e.lower() for e in extensions} if extensions is not None else None
+    include = set(include) if include is not None else None
+    found: list[Path] = []
+    for root, dirs, files in os.walk(path):
+        here = Path(root)
+        if here == path and include is not None:
+            dirs[:] = [d for d in dirs if d in include]
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [here / f for f in sorted(files)
+                  if not f.startswith(".") and (exts is None or Path(f).suffix.lower() in exts)]
+        if not recurse:
+            break
+    return found

@@ -1,4 +1,10 @@
-"""Data layer: DataBunch over torch DataLoaders (item lists and splitters arrive with the applications)."""
-from deftly.data.databunch import DataBunch, DatasetType
+"""Data layer: item lists, the data block API, and the DataBunch over torch DataLoaders."""
+from deftly.data.block import ItemLists, LabelList, LabelLists, collate_skipping
+from deftly.data.databunch import DataBunch, DatasetType, DeviceDataLoader
+from deftly.data.items import (
+    Category, CategoryList, EmptyLabelList, FloatItem, FloatList, ItemList, MultiCategory, MultiCategoryList,
+)
 
-__all__ = ["DataBunch", "DatasetType"]
+__all__ = ["Category", "CategoryList", "DataBunch", "DatasetType", "DeviceDataLoader", "EmptyLabelList",
+           "FloatItem", "FloatList", "ItemList", "ItemLists", "LabelList", "LabelLists", "MultiCategory",
+           "MultiCategoryList", "collate_skipping"]

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torch.utils.data import default_collate
 
-from deftly.core.device import defaults
+from deftly.core.device import defaults, to_cpu, to_device
 from deftly.core.errors import DataError
 from deftly.core.seed import seed_worker
 
@@ -32,18 +32,92 @@ def _length(ds: Any, name: str) -> int:
     return n
 
 
-class DataBunch:
-    """Holds `train_dl`, `valid_dl` and optionally `test_dl` (plain torch DataLoaders).
+BatchTransform = Callable[[Any], Any]
 
-    The Learner moves each batch to `device`; a batch is `(x, y)` where x or y may be a tuple of
-    tensors (several model inputs, several targets).
+
+class DeviceDataLoader:
+    """A torch DataLoader whose batches arrive on `device` with batch transforms applied (v1 name).
+
+    Batch transforms (augmentation, normalisation) are callables `batch -> batch` run after the
+    move to the device, so they are vectorised tensor ops on whole batches. `dataset` is what users
+    index (e.g. a LabelList that returns Images); the wrapped loader may read a leaner view of it.
     """
 
-    def __init__(self, train_dl: DataLoader, valid_dl: DataLoader | None, test_dl: DataLoader | None = None,
+    def __init__(self, dl: DataLoader, device: torch.device | None = None,
+                 tfms: Sequence[BatchTransform] | None = None, dataset: Any = None):
+        self.dl = dl
+        self.device = device
+        self.tfms: list[BatchTransform] = list(tfms or [])
+        self._dataset = dataset
+
+    @property
+    def dataset(self) -> Any:
+        return self._dataset if self._dataset is not None else self.dl.dataset
+
+    @property
+    def batch_size(self) -> int:
+        return self.dl.batch_size
+
+    @property
+    def num_workers(self) -> int:
+        return self.dl.num_workers
+
+    def __len__(self) -> int:
+        return len(self.dl)
+
+    def __iter__(self):
+        for batch in self.dl:
+            batch = to_device(batch, self.device)
+            for tfm in self.tfms:
+                batch = tfm(batch)
+            yield batch
+
+    def process(self, batch: Any) -> Any:
+        """Move a batch to the device and apply the batch transforms (what iterating does)."""
+        batch = to_device(batch, self.device)
+        for tfm in self.tfms:
+            batch = tfm(batch)
+        return batch
+
+    def add_tfm(self, tfm: BatchTransform) -> None:
+        self.tfms.append(tfm)
+
+    def remove_tfm(self, tfm: BatchTransform) -> None:
+        if tfm in self.tfms:
+            self.tfms.remove(tfm)
+
+    def new(self, **kwargs: Any) -> "DeviceDataLoader":
+        """A copy with some DataLoader arguments changed (e.g. `shuffle=False`, `batch_size=1`)."""
+        dl = self.dl
+        args = dict(batch_size=dl.batch_size, shuffle=isinstance(dl.sampler, RandomSampler),
+                    drop_last=dl.drop_last, num_workers=dl.num_workers, collate_fn=dl.collate_fn,
+                    worker_init_fn=dl.worker_init_fn, pin_memory=dl.pin_memory)
+        args.update(kwargs)
+        args["persistent_workers"] = args["num_workers"] > 0
+        return DeviceDataLoader(DataLoader(dl.dataset, **args), self.device, self.tfms, self._dataset)
+
+
+def _wrap(dl: DataLoader | DeviceDataLoader | None, device: torch.device) -> DeviceDataLoader | None:
+    if dl is None or isinstance(dl, DeviceDataLoader):
+        if dl is not None:
+            dl.device = None if device.type == "cpu" else device
+        return dl
+    return DeviceDataLoader(dl, None if device.type == "cpu" else device)
+
+
+class DataBunch:
+    """Holds `train_dl`, `valid_dl` and optionally `test_dl` (DeviceDataLoaders over torch DataLoaders).
+
+    A batch is `(x, y)` where x or y may be a tuple of tensors (several model inputs, several
+    targets); it arrives on `device` with the loader's batch transforms applied.
+    """
+
+    def __init__(self, train_dl: DataLoader | DeviceDataLoader, valid_dl: DataLoader | DeviceDataLoader | None,
+                 test_dl: DataLoader | DeviceDataLoader | None = None,
                  device: torch.device | str | None = None, path: str | Path = ".",
                  classes: Sequence[Any] | None = None, c: int | None = None):
-        self.train_dl, self.valid_dl, self.test_dl = train_dl, valid_dl, test_dl
         self.device = torch.device(device) if device is not None else defaults.device
+        self.train_dl, self.valid_dl, self.test_dl = (_wrap(dl, self.device) for dl in (train_dl, valid_dl, test_dl))
         self.path = Path(path)
         self.classes = list(classes) if classes is not None else getattr(train_dl.dataset, "classes", None)
         if c is None:
@@ -57,7 +131,8 @@ class DataBunch:
                path: str | Path = ".", bs: int = 64, val_bs: int | None = None,
                num_workers: int | None = None, device: torch.device | str | None = None,
                collate_fn: Callable = default_collate, shuffle: bool = True, drop_last: bool | None = None,
-               classes: Sequence[Any] | None = None, c: int | None = None, **dl_kwargs: Any) -> "DataBunch":
+               classes: Sequence[Any] | None = None, c: int | None = None,
+               bunch_kwargs: dict[str, Any] | None = None, **dl_kwargs: Any) -> "DataBunch":
         """Build the DataLoaders: the training one shuffles and drops its last partial batch (v1).
 
         `drop_last` defaults to True only when the training set holds more than `bs` items, so a
@@ -71,6 +146,7 @@ class DataBunch:
         num_workers = defaults.num_workers if num_workers is None else num_workers
         if drop_last is None:
             drop_last = n_train > bs
+        bunch_kwargs = bunch_kwargs or {}
         loader = dict(num_workers=num_workers, collate_fn=collate_fn,
                       worker_init_fn=seed_worker if num_workers > 0 else None,
                       persistent_workers=num_workers > 0, **dl_kwargs)
@@ -78,7 +154,45 @@ class DataBunch:
         train_dl = DataLoader(train_ds, bs, shuffle=shuffle, drop_last=drop_last, **loader)
         valid_dl = DataLoader(valid_ds, val_bs, shuffle=False, **loader) if valid_ds is not None else None
         test_dl = DataLoader(test_ds, val_bs, shuffle=False, **loader) if test_ds is not None else None
-        return cls(train_dl, valid_dl, test_dl, device=device, path=path, classes=classes, c=c)
+        return cls(train_dl, valid_dl, test_dl, device=device, path=path, classes=classes, c=c, **bunch_kwargs)
+
+    @classmethod
+    def from_label_lists(cls, lls: Any, path: str | Path | None = None, bs: int = 64, val_bs: int | None = None,
+                         num_workers: int | None = None, device: torch.device | str | None = None,
+                         collate_fn: Callable | None = None, dl_tfms: Sequence[BatchTransform] | None = None,
+                         **kwargs: Any) -> "DataBunch":
+        """The DataBunch of a labelled data block chain (`LabelLists.databunch` calls this)."""
+        from deftly.data.block import build_loaders, collate_skipping
+
+        if bs < 1:
+            raise DataError(f"bs must be a positive batch size, got {bs}")
+        loaders = build_loaders(lls, bs, val_bs, num_workers, device, collate_fn or collate_skipping, dl_tfms)
+        return cls(path=path if path is not None else lls.path, **loaders, **kwargs)
+
+    @property
+    def loss_kind(self) -> str | None:
+        """Which default loss the labels call for ('cross_entropy', 'bce', 'mse'), if known."""
+        y = getattr(self.train_ds, "y", None)
+        return getattr(y, "loss_kind", None)
+
+    @property
+    def label_list(self) -> Any:
+        """The labelled list predictions are decoded with (the training set's)."""
+        return self.train_ds
+
+    def one_item(self, item: Any) -> tuple[Any, Any]:
+        """A batch of one item (e.g. an Image) prepared like the validation set, for `predict`."""
+        ll = self.label_list
+        if not hasattr(ll, "encode_x"):
+            raise DataError(f"one_item needs data built with the data block API, not {type(ll).__name__}")
+        x = ll.encode_x(ll.x.from_object(item))
+        dl = self.valid_dl if self.valid_dl is not None else self.train_dl
+        return dl.process((x[None], torch.zeros(1, dtype=torch.long)))
+
+    def tta_dl(self, ds_type: DatasetType = DatasetType.Valid) -> DeviceDataLoader:
+        """A loader over a split with the training augmentation (for `Learner.TTA`); only data
+        whose items have random augmentation can do this."""
+        raise DataError(f"{type(self).__name__} has no test-time augmentation (no random augmentation to reuse)")
 
     @property
     def train_ds(self) -> Dataset:
@@ -96,7 +210,21 @@ class DataBunch:
     def batch_size(self) -> int:
         return self.train_dl.batch_size
 
-    def dl(self, ds_type: DatasetType = DatasetType.Valid) -> DataLoader:
+    @property
+    def dls(self) -> list[DeviceDataLoader]:
+        """The loaders that exist, in the order train, valid, test."""
+        return [dl for dl in (self.train_dl, self.valid_dl, self.test_dl) if dl is not None]
+
+    def add_tfm(self, tfm: BatchTransform) -> None:
+        """Add a batch transform to every loader."""
+        for dl in self.dls:
+            dl.add_tfm(tfm)
+
+    def remove_tfm(self, tfm: BatchTransform) -> None:
+        for dl in self.dls:
+            dl.remove_tfm(tfm)
+
+    def dl(self, ds_type: DatasetType = DatasetType.Valid) -> DeviceDataLoader:
         """The DataLoader of one split; a clear error if that split does not exist."""
         dl = {DatasetType.Train: self.train_dl, DatasetType.Valid: self.valid_dl,
               DatasetType.Test: self.test_dl}[ds_type]
@@ -104,9 +232,11 @@ class DataBunch:
             raise DataError(f"this DataBunch has no {ds_type.name.lower()} set")
         return dl
 
-    def one_batch(self, ds_type: DatasetType = DatasetType.Train) -> tuple[Any, Any]:
-        """The first batch of a split, on the CPU (for inspection and `show_batch`)."""
-        return next(iter(self.dl(ds_type)))
+    def one_batch(self, ds_type: DatasetType = DatasetType.Train, cpu: bool = True) -> tuple[Any, Any]:
+        """The first batch of a split with its batch transforms applied, on the CPU unless
+        `cpu=False` (for inspection and `show_batch`)."""
+        batch = next(iter(self.dl(ds_type)))
+        return to_cpu(batch) if cpu else batch
 
     def __repr__(self) -> str:
         parts = [f"{name}: {len(dl.dataset)} items" for name, dl in

@@ -21,7 +21,10 @@ from deftly.train.progress import ProgressCallback
 from deftly.train.recorder import Recorder
 from deftly.train.schedule import OneCycleScheduler, annealing_cos, annealing_exp, annealing_linear, lr_range
 
+from deftly.train.interpret import ClassificationInterpretation
+
 __all__ = [
+    "ClassificationInterpretation",
     "EVENTS", "Adam", "AdamW", "AvgMetric", "BCEWithLogitsFlat", "CSVLogger", "Callback", "CancelBatchException",
     "CancelEpochException", "CancelFitException", "CancelStepException", "CancelTrainException",
     "CancelValidException", "CrossEntropyFlat", "Dice", "EarlyStoppingCallback", "F1Score", "FBeta",

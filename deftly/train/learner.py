@@ -27,7 +27,7 @@ from deftly.train.callback import (
 from deftly.train.callbacks import TerminateOnNaN
 from deftly.train.checkpoint import load_state, save_state
 from deftly.train.layers import set_trainable, split_no_wd_params
-from deftly.train.losses import loss_activation
+from deftly.train.losses import default_loss, loss_activation
 from deftly.train.metrics import as_metric, metric_errors
 from deftly.train.mixed_precision import GradScalerCallback
 from deftly.train.progress import ProgressCallback
@@ -74,6 +74,8 @@ class Learner:
         self.data, self.opt_func = data, opt_func
         self.model = model.to(data.device)
         self.loss_func = loss_func if loss_func is not None else getattr(data, "loss_func", None)
+        if self.loss_func is None:
+            self.loss_func = default_loss(getattr(data, "loss_kind", None))
         if self.loss_func is None:
             raise ConfigError("no loss function: pass loss_func= (e.g. nn.CrossEntropyLoss()) to the Learner")
         self.metrics = _listify(metrics)
@@ -362,6 +364,71 @@ class Learner:
             result.append(torch.cat(losses))
         return result
 
+    def pred_batch(self, ds_type: DatasetType = DatasetType.Valid, batch: Any = None,
+                   reconstruct: bool = False, activ: Callable | None = None) -> Any:
+        """Predictions (after the loss's activation) for one batch: `batch`, or the first of a split;
+        with `reconstruct`, as label objects (e.g. Categories)."""
+        activ = activ or loss_activation(self.loss_func)
+        if batch is None:
+            batch = next(iter(self.data.dl(ds_type)))
+        self._device = None if self.data.device.type == "cpu" else self.data.device
+        xb, _ = self._split_batch(batch)
+        self.model.eval()
+        with torch.no_grad(), self._autocast():
+            out = activ(self._forward(xb).float())
+        out = to_cpu(out)
+        if not reconstruct:
+            return out
+        y = self._label_list().y
+        return [y.reconstruct(y.analyze_pred(o)) for o in out]
+
+    def predict(self, item: Any, **kwargs: Any) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """Predict one item (e.g. an Image): (label object, decoded prediction, probabilities).
+        No DataLoader is involved; `kwargs` go to the labels' `analyze_pred` (e.g. `thresh`)."""
+        probs = self.pred_batch(batch=self.data.one_item(item))[0]
+        y = self._label_list().y
+        pred = y.analyze_pred(probs, **kwargs)
+        return y.reconstruct(pred), pred, probs
+
+    def _label_list(self) -> Any:
+        ll = getattr(self.data, "label_list", None)
+        if ll is None or not hasattr(ll, "y"):
+            raise DataError("predict needs data built with the data block API (it knows how to decode labels)")
+        return ll
+
+    def TTA(self, beta: float | None = 0.4, ds_type: DatasetType = DatasetType.Valid, n_aug: int = 4,
+            with_loss: bool = False) -> list[torch.Tensor]:
+        """Test-time augmentation: predictions on the split blended (`beta`) with the mean over
+        `n_aug` randomly augmented passes; beta=None returns both. Targets come second."""
+        preds, targs = self.get_preds(ds_type)
+        tta_dl = self.data.tta_dl(ds_type)
+        activ = loss_activation(self.loss_func)
+        passes = []
+        for _ in range(n_aug):
+            passes.append(torch.cat([to_cpu(activ(out.float())) for out, _ in self._eval_outputs(tta_dl)]))
+        avg = torch.stack(passes).mean(0)
+        if beta is None:
+            return [preds, avg, targs]
+        final = preds * beta + avg * (1 - beta)
+        if with_loss:
+            return [final, targs, _loss_on_probs(final, targs)]
+        return [final, targs]
+
+    def show_results(self, ds_type: DatasetType = DatasetType.Valid, rows: int = 5, return_fig: bool = False,
+                     **kwargs: Any) -> Any:
+        """One batch shown with predictions against targets (each item type draws itself)."""
+        xb, yb = self.data.one_batch(ds_type, cpu=False)
+        preds = self.pred_batch(batch=(xb, yb))
+        ll = self.data.dl(ds_type).dataset
+        n = min(rows * rows, len(preds))
+        denorm = getattr(self.data, "denorm", lambda t: t)
+        xb = to_cpu(denorm(xb[:n].float()))
+        xs = [ll.x.reconstruct(x.clamp(0, 1)) for x in xb]
+        ys = [ll.y.reconstruct(y) for y in to_cpu(yb)[:n]]
+        zs = [ll.y.reconstruct(ll.y.analyze_pred(p)) for p in preds[:n]]
+        fig = ll.x.show_xyzs(xs, ys, zs, **kwargs)
+        return fig if return_fig else None
+
     def validate(self, dl: Iterable | None = None, metrics: Sequence[Any] | None = None) -> list[float]:
         """Loss and metrics on the validation set (or `dl`): [valid_loss, *metrics]."""
         ms = [as_metric(m) for m in (self.metrics if metrics is None else metrics)]
@@ -471,3 +538,10 @@ def _per_item_loss(loss_func: Any) -> Callable:
         n = targ.shape[0]
         return losses.view(n, -1).mean(dim=1)
     return per_item
+
+
+def _loss_on_probs(probs: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
+    """Per-item negative log-likelihood of blended probabilities (TTA with_loss), or squared error."""
+    if targs.dtype == torch.long and probs.ndim == targs.ndim + 1:
+        return -torch.log(probs.gather(-1, targs[..., None]).squeeze(-1).clamp_min(1e-12))
+    return ((probs - targs.float()) ** 2).reshape(len(probs), -1).mean(1)

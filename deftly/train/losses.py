@@ -80,3 +80,10 @@ def loss_activation(loss_func: Any):
     if isinstance(loss_func, nn.BCEWithLogitsLoss) or getattr(loss_func, "__name__", "") == "binary_cross_entropy_with_logits":
         return torch.sigmoid
     return lambda x: x
+
+
+def default_loss(kind: str | None) -> nn.Module | None:
+    """The loss a kind of label calls for (v1's `data.loss_func`): cross-entropy for categories,
+    BCE-with-logits for multi-label, MSE for regression; None when unknown."""
+    makers = {"cross_entropy": CrossEntropyFlat, "bce": BCEWithLogitsFlat, "mse": MSELossFlat}
+    return makers[kind]() if kind in makers else None

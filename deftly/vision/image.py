@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from deftly.core.errors import DataError
+from deftly.core.paths import get_files
 
 #: File extensions treated as images (everything mimetypes maps to image/*).
 image_extensions: set[str] = {ext for ext, kind in mimetypes.types_map.items() if kind.startswith("image/")}
@@ -104,45 +105,48 @@ class Image:
         return f"{type(self).__name__} {self.shape}"
 
 
+def read_pil(fn: str | os.PathLike | bytes | io.BytesIO, convert_mode: str = "RGB",
+             draft: tuple[int, int] | None = None) -> PIL.Image.Image:
+    """Decode an image file (or bytes) into a loaded PIL image of `convert_mode`.
+
+    16-bit and 32-bit greyscale are scaled to 8 bits (PIL would clip them); CMYK, palette and RGBA
+    images convert as PIL does. `draft` (w, h) lets JPEGs decode at a reduced scale that is still at
+    least that large (much faster when the target is small). Unreadable input raises DataError
+    naming the file.
+    """
+    name = "<bytes>" if isinstance(fn, (bytes, io.BytesIO)) else str(fn)
+    source = io.BytesIO(fn) if isinstance(fn, bytes) else fn
+    try:
+        with PIL.Image.open(source) as im:
+            if draft is not None and im.format == "JPEG":
+                im.draft("RGB" if convert_mode == "RGB" else None, draft)
+            if im.mode.startswith("I") or im.mode == "F":
+                im = _to_8bit(im)
+            return im.convert(convert_mode)
+    except FileNotFoundError as e:
+        raise DataError("no such image file", where=name) from e
+    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError) as e:
+        raise DataError(f"cannot read an image ({e})", where=name) from e
+
+
+def _to_8bit(im: PIL.Image.Image) -> PIL.Image.Image:
+    """A 16/32-bit or float greyscale image as 8-bit 'L', scaled by its bit depth, not clipped."""
+    a = np.asarray(im).astype(np.float64)
+    if im.mode.startswith("I;16") or (im.mode == "I" and a.max(initial=0) > 255):
+        a = a / 257.0
+    elif im.mode == "F" and a.max(initial=0) <= 1.0:
+        a = a * 255.0
+    return PIL.Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
+
+
 def open_image(fn: str | os.PathLike | bytes | io.BytesIO, convert_mode: str = "RGB", div: bool = True,
                cls: type = Image) -> Image:
     """Open an image file (or bytes) as an `Image`; `convert_mode` is PIL's ('RGB', 'L', ...).
 
     Unreadable or non-image input raises DataError naming the file.
     """
-    name = "<bytes>" if isinstance(fn, (bytes, io.BytesIO)) else str(fn)
-    source = io.BytesIO(fn) if isinstance(fn, bytes) else fn
-    try:
-        with PIL.Image.open(source) as im:
-            im = im.convert(convert_mode)
-    except FileNotFoundError as e:
-        raise DataError("no such image file", where=name) from e
-    except (PIL.UnidentifiedImageError, OSError, ValueError, PIL.Image.DecompressionBombError) as e:
-        raise DataError(f"cannot read an image ({e})", where=name) from e
-    t = pil2tensor(im)
+    t = pil2tensor(read_pil(fn, convert_mode))
     return cls(t.div_(255) if div else t)
-
-
-def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, recurse: bool = False,
-              include: Iterable[str] | None = None) -> list[Path]:
-    """Files under `path` with one of `extensions` (case-insensitive), sorted; with `recurse`,
-    also in sub-folders (only those named in `include` at the first level, if given)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise DataError("not a folder", where=str(path))
-    exts = {e.lower() for e in extensions} if extensions is not None else None
-    include = set(include) if include is not None else None
-    found: list[Path] = []
-    for root, dirs, files in os.walk(path):
-        here = Path(root)
-        if here == path and include is not None:
-            dirs[:] = [d for d in dirs if d in include]
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [here / f for f in sorted(files)
-                  if not f.startswith(".") and (exts is None or Path(f).suffix.lower() in exts)]
-        if not recurse:
-            break
-    return found
 
 
 def get_image_files(path: str | os.PathLike, recurse: bool = False, extensions: Iterable[str] | None = None,
