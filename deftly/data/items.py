@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ from torch import Tensor
 
 from deftly.core.errors import ConfigError, DataError
 from deftly.core.paths import get_files
+
+if TYPE_CHECKING:
+    from deftly.data.block import ItemLists
 
 
 def _to_array(items: Iterable[Any]) -> np.ndarray:

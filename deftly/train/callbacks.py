@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from deftly.core.errors import ConfigError

@@ -28,6 +28,11 @@ class ClassificationInterpretation:
         self.data = learn.data
         self.ds = learn.data.dl(ds_type).dataset
         self.classes = list(self.data.classes) if self.data.classes is not None else list(range(preds.shape[1]))
+        n = len(self.ds)
+        if len(preds) != n:  # the loader skipped unreadable items: map rows back to dataset indexes
+            self.ds_idxs = torch.tensor([i for i in range(n) if _readable(self.ds, i)], dtype=torch.long)
+        else:
+            self.ds_idxs = torch.arange(n)
 
     @classmethod
     def from_learner(cls, learn: Any, ds_type: DatasetType = DatasetType.Valid,
@@ -42,6 +47,10 @@ class ClassificationInterpretation:
     def top_losses(self, k: int | None = None, largest: bool = True) -> tuple[Tensor, Tensor]:
         """The `k` largest (or smallest) losses and the indexes of their items; all of them sorted
         when `k` is None."""
+        losses, pos = self._top(k, largest)
+        return losses, self.ds_idxs[pos]
+
+    def _top(self, k: int | None, largest: bool) -> tuple[Tensor, Tensor]:
         k = len(self.losses) if k is None else min(k, len(self.losses))
         return self.losses.topk(k, largest=largest)
 
@@ -92,13 +101,13 @@ class ClassificationInterpretation:
         actual class."""
         import matplotlib.pyplot as plt
 
-        losses, idxs = self.top_losses(k, largest)
+        losses, idxs = self._top(k, largest)
         cols = int(np.ceil(np.sqrt(len(idxs))))
         rows = int(np.ceil(len(idxs) / max(cols, 1)))
         fig, axes = plt.subplots(rows, cols, figsize=figsize, squeeze=False)
         fig.suptitle("prediction/actual/loss/probability", weight="bold", size=14)
         for ax, loss, i in zip(axes.flat, losses.tolist(), idxs.tolist()):
-            item, _ = self.ds[i]
+            item, _ = self.ds[int(self.ds_idxs[i])]
             actual, pred = int(self.y_true[i]), int(self.pred_class[i])
             title = (f"{self.classes[pred]}/{self.classes[actual]} / {loss:.2f} / "
                      f"{float(self.preds[i, actual]):.2f}")
@@ -106,3 +115,12 @@ class ClassificationInterpretation:
         for ax in list(axes.flat)[len(idxs):]:
             ax.axis("off")
         return fig if return_fig else None
+
+
+def _readable(ds: Any, i: int) -> bool:
+    from deftly.core.errors import DataError
+    try:
+        ds.x.raw(i)
+    except DataError:
+        return False
+    return True

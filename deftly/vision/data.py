@@ -108,8 +108,11 @@ class ImageList(ItemList):
     def raw(self, i: int) -> PIL.Image.Image:
         return self._read(self.items[i])
 
-    def _read(self, source: Any) -> PIL.Image.Image:
-        im = read_pil(source, self.convert_mode, self.draft)
+    def get(self, i: int) -> Image:
+        return self.reconstruct(self.encode(self._read(self.items[i], draft=None)))
+
+    def _read(self, source: Any, draft: Any = "loader") -> PIL.Image.Image:
+        im = read_pil(source, self.convert_mode, self.draft if draft == "loader" else draft)
         return self.after_open(im) if self.after_open is not None else im
 
     def encode(self, raw: PIL.Image.Image) -> Tensor:
@@ -134,7 +137,7 @@ class ImageList(ItemList):
 
     def describe(self, i: int) -> str:
         try:
-            im = self.raw(i)
+            im = self._read(self.items[i], draft=None)
         except DataError:
             return "<unreadable image>"
         return f"Image ({len(im.getbands())}, {im.size[1]}, {im.size[0]})"
@@ -281,7 +284,7 @@ class ImageDataBunch(DataBunch):
         if valid_pct is None:
             src = ImageList.from_folder(path).split_by_folder(train=train, valid=valid)
         else:
-            src = ImageList.from_folder(path).split_by_rand_pct(valid_pct, seed)
+            src = ImageList(ImageList.from_folder(path / train).items, path=path).split_by_rand_pct(valid_pct, seed)
         return cls.create_from_ll(src.label_from_folder(classes=classes), test=test, **kwargs)
 
     @classmethod
@@ -338,6 +341,8 @@ class ImageDataBunch(DataBunch):
     def single_from_classes(cls, path: str | os.PathLike, classes: Sequence[Any], ds_tfms: Any = None,
                             **kwargs: Any) -> "ImageDataBunch":
         """An empty DataBunch that knows the classes and transforms: enough for `predict`."""
+        if ds_tfms is None and "tfms" in kwargs:  # the course's (v1.0) keyword
+            ds_tfms = kwargs.pop("tfms")
         src = ImageList([], path=path).split_none()
         lls = src.label_const(0, label_cls=CategoryList, classes=list(classes))
         return cls.create_from_ll(lls, ds_tfms=ds_tfms, **kwargs)
