@@ -33,7 +33,7 @@ $(VENV_DIR)/.complete:
 	touch $@
 
 demo: env
-	$(PY) examples/lesson5_mnist.py --data sample --demo --out out/lesson5
+	$(PY) examples/lesson1_pets.py --out out/lesson1
 
 test: env
 	$(PY) -m pytest -q

@@ -48,11 +48,11 @@ FASHION_CLASSES = (
     "Tshirt", "Trouser", "Pullover", "Dress", "Coat",
     "sandal", "shirt", "sneaker", "bag", "ankle_boot",
 )
-PETS_PER_CLASS = 100
+PETS_PER_CLASS = 500
 PETS_ANNOTATIONS_README = """\
 Annotations (trimaps, bounding boxes, list.txt) are not included in this small sample.
 
-The images in ../images are not Oxford-IIIT Pets: they are 1,000 real Fashion-MNIST images
+The images in ../images are not Oxford-IIIT Pets: they are 5,000 real Fashion-MNIST images
 (https://github.com/zalandoresearch/fashion-mnist), taken from the Debian package
 dataset-fashion-mnist and renamed Pets-style (<Class_name>_<n>.jpg), bundled by deftly.
 Fashion-MNIST is under the MIT licence:
@@ -233,7 +233,7 @@ def build_mnist_tiny(out_dir: Path, images: np.ndarray, labels: np.ndarray) -> P
 
 
 def build_pets(out_dir: Path, fashion_dir: Path = FASHION_DIR) -> Path:
-    """oxford-iiit-pet/images/<Class>_<n>.jpg: the first 100 of each class of Fashion-MNIST's train set."""
+    """oxford-iiit-pet/images/<Class>_<n>.jpg: the first 500 of each class of Fashion-MNIST's train set."""
     from deftly.datasets.mnist import read_idx
 
     images = read_idx(fashion_dir / "train-images-idx3-ubyte.gz")

@@ -18,6 +18,8 @@ from PIL import Image
 from deftly.core.errors import DataError
 from deftly.datasets import bundled
 from deftly.datasets.bundled import BUNDLED_SHA256, bundled_archive, bundled_name
+from deftly.datasets.download import untar_data
+from deftly.datasets.urls import URLs
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "deftly" / "datasets" / "samples"
@@ -172,7 +174,7 @@ def test_pets_sample_layout_and_lesson1_regex():
     readme = files["oxford-iiit-pet/annotations/README"]
     assert b"not included" in readme and b"Zalando" in readme and b"MIT licence" in readme
     images = [f for f in files if f.startswith("oxford-iiit-pet/images/")]
-    assert len(images) == 1000
+    assert len(images) == 5000
     classes = Counter()
     for f in images:
         m = PETS_RE.search(f)
@@ -182,7 +184,7 @@ def test_pets_sample_layout_and_lesson1_regex():
         assert img.format == "JPEG" and (img.mode, img.size) == ("RGB", (28, 28)), f
         arr = np.asarray(img).astype(int)
         assert np.abs(arr[..., 0] - arr[..., 1]).max() <= 3 and np.abs(arr[..., 0] - arr[..., 2]).max() <= 3
-    assert len(classes) == 10 and set(classes.values()) == {100}
+    assert len(classes) == 10 and set(classes.values()) == {500}
     initials = {c[0] for c in classes}
     assert any(i.isupper() for i in initials) and any(i.islower() for i in initials)
     assert {"Tshirt", "ankle_boot"} <= set(classes)
@@ -353,3 +355,23 @@ def test_builder_rebuilds_identical_planet_archive(tmp_path):
     builder = _load_builder()
     builder.main(["--only", "planet", "--out", str(tmp_path)])
     assert _sha(tmp_path / "planet_tiny.tgz") == BUNDLED_SHA256["planet_tiny.tgz"]
+
+
+def test_an_updated_bundled_sample_replaces_an_old_extraction_but_keeps_user_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEFTLY_HOME", str(tmp_path))
+    monkeypatch.setenv("DEFTLY_OFFLINE", "1")
+    path = untar_data(URLs.MNIST_TINY)
+    marker = path / ".deftly-bundled"
+    assert marker.read_text().strip() == BUNDLED_SHA256["mnist_tiny.tgz"]
+    assert ".deftly-bundled" not in [p.name for p in path.ls()]
+    victim = sorted((path / "train" / "3").iterdir())[0]
+    victim.unlink()
+    (path / "models").mkdir(exist_ok=True)
+    (path / "models" / "mine.safetensors").write_bytes(b"user work")
+    assert untar_data(URLs.MNIST_TINY) == path and not victim.exists()  # same archive: folder reused as is
+    marker.write_text("0" * 64 + "\n")  # as if extracted from an older bundled archive
+    with pytest.warns(UserWarning, match="has changed"):
+        again = untar_data(URLs.MNIST_TINY)
+    assert again == path and victim.exists()
+    assert (path / "models" / "mine.safetensors").read_bytes() == b"user work"
+    assert marker.read_text().strip() == BUNDLED_SHA256["mnist_tiny.tgz"]

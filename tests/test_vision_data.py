@@ -156,7 +156,7 @@ def test_the_five_lesson1_scenarios_on_mnist_sample(sample):
 def test_from_name_re_on_pets_with_the_course_pattern(data_home):
     path_img = data_home["pets"] / "images"
     fnames = get_image_files(path_img)
-    assert len(fnames) == 1000
+    assert len(fnames) == 5000
     pat = r"/([^/]+)_\d+.jpg$"
     data = ImageDataBunch.from_name_re(path_img, fnames, pat, ds_tfms=get_transforms(), size=28, bs=8,
                                        num_workers=0, seed=2)

@@ -25,8 +25,9 @@ class DeftlyPath(type(Path())):  # type: ignore[misc]
     """A `pathlib.Path` with the course's `ls()`; `/`, `parent`, `iterdir` keep the subclass."""
 
     def ls(self) -> list["DeftlyPath"]:
-        """The entries of this folder, sorted by name (the course's `path.ls()`)."""
-        return sorted(self.iterdir())
+        """The entries of this folder, sorted by name (the course's `path.ls()`); hidden entries
+        (names starting with a dot) are left out."""
+        return sorted(p for p in self.iterdir() if not p.name.startswith("."))
 
 
 def file_sha256(path: str | os.PathLike) -> str:

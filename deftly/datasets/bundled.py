@@ -21,7 +21,7 @@ __all__ = ["BUNDLED_SHA256", "bundled_archive", "bundled_name"]
 BUNDLED_SHA256: dict[str, str] = {
     "mnist_tiny.tgz": "9b4724b3c6448db3d246d9c425451191771af3bcf93a497623ad77000e67ec12",
     "mnist_sample.tgz": "ff659cf5a01ceba74a205bb607e5dd1777f3d73ae5ac51b372a66faf432c99ab",
-    "oxford-iiit-pet.tgz": "a872fca8c0507d7790c08d7fcd146c3a644eebbb2c8d70d64a5564ecb38e5664",
+    "oxford-iiit-pet.tgz": "c2cc5667ef44361f8a6ab03894df0170939bff86c2c6172b90fe7abd1cc9bdd7",
     "planet_tiny.tgz": "e091a1cd9b51ee85f64fa81173a57a437811bc73625506fd18060eb7940efcfc",
 }
 

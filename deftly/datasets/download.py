@@ -196,12 +196,15 @@ def untar_data(url: str, fname: str | os.PathLike | None = None, dest: str | os.
     else:
         base = deftly_home() / "models"
     folder = DeftlyPath(base / name)
+    bundled = _bundled(url)
     if folder.exists() and not force_download:
+        if bundled is not None and _bundle_marker(folder).is_file() and \
+                _bundle_marker(folder).read_text().strip() != _bundle_sha(bundled):
+            return _refresh_bundled(bundled, folder)
         return folder
 
-    bundled = _bundled(url)
     if bundled is not None and offline():
-        return extract_archive(bundled, folder)
+        return _extract_bundled(bundled, folder)
 
     remote = archive_url(url)
     known = {**URLs.checksums, **(checksums or {})}
@@ -217,5 +220,41 @@ def untar_data(url: str, fname: str | os.PathLike | None = None, dest: str | os.
         warnings.warn(f"{e}; using deftly's bundled stand-in for {name} instead (see "
                       "deftly/datasets/samples/SAMPLES.md; set DEFTLY_OFFLINE=1 to skip the download)",
                       stacklevel=2)
-        return extract_archive(bundled, folder)
+        return _extract_bundled(bundled, folder)
     return extract_archive(fname, folder)
+
+
+def _bundle_marker(folder: Path) -> Path:
+    """The file that records which bundled archive a folder was extracted from."""
+    return folder / ".deftly-bundled"
+
+
+def _bundle_sha(archive: Path) -> str:
+    from deftly.datasets.bundled import BUNDLED_SHA256
+
+    return BUNDLED_SHA256[archive.name]
+
+
+def _extract_bundled(archive: Path, folder: Path) -> DeftlyPath:
+    out = extract_archive(archive, folder)
+    _bundle_marker(folder).write_text(_bundle_sha(archive) + "\n")
+    return out
+
+
+def _refresh_bundled(archive: Path, folder: Path) -> DeftlyPath:
+    """A newer bundled sample over an older extraction: its files are written over the old ones;
+    files the user added (saved models, ...) stay."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".updating", dir=folder.parent))
+    try:
+        new = extract_archive(archive, tmp / folder.name)
+        for src in sorted(new.rglob("*")):
+            if src.is_file():
+                dst = folder / src.relative_to(new)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _bundle_marker(folder).write_text(_bundle_sha(archive) + "\n")
+    warnings.warn(f"deftly's bundled {folder.name} sample has changed; updated {folder} (files you added are kept)",
+                  stacklevel=3)
+    return DeftlyPath(folder)
