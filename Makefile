@@ -40,6 +40,8 @@ test: env
 
 bench: env
 	$(PY) bench/loop_overhead.py --peer
+	$(PY) bench/vision_pipeline.py --peer
+	$(PY) bench/vision_train.py --peer
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
