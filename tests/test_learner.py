@@ -444,3 +444,19 @@ def test_recorder_plots_draw_what_was_recorded(data):
     assert list(fig.axes[0].lines[0].get_ydata()) == learn.recorder.value_history("accuracy")
     with pytest.raises(TrainingError, match="run learn.lr_find"):
         make_learner(data).recorder.plot()
+
+
+def test_to_bf16_warns_on_a_cpu_without_native_bfloat16(data, monkeypatch):
+    import warnings as _warnings
+
+    import deftly.train.learner as learner_module
+
+    learn = make_learner(data)
+    monkeypatch.setattr(learner_module, "_cpu_has_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bfloat16"):
+        learn.to_bf16()
+    monkeypatch.setattr(learner_module, "_cpu_has_bf16", lambda: True)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        learn.to_bf16()
+    assert learn.autocast_dtype == torch.bfloat16

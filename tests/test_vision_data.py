@@ -162,7 +162,7 @@ def test_from_name_re_on_pets_with_the_course_pattern(data_home):
                                        num_workers=0, seed=2)
     assert data.classes == ["Coat", "Dress", "Pullover", "Trouser", "Tshirt",
                             "ankle_boot", "bag", "sandal", "shirt", "sneaker"]
-    assert data.c == 10 and len(data.valid_ds) == 200
+    assert data.c == 10 and len(data.valid_ds) == 1000
     for part in (data.train_ds, data.valid_ds):
         assert [part.y.classes[c] for c in part.y.codes] == [f.stem.rsplit("_", 1)[0] for f in part.x.items]
     x, y = data.one_batch()

@@ -336,7 +336,11 @@ class Learner:
         return self.add_cb(GradScalerCallback())
 
     def to_bf16(self) -> "Learner":
-        """bfloat16 autocast (no loss scaling needed); 1.8-2.5x faster for CNNs on CPUs with bf16 units."""
+        """bfloat16 autocast (no loss scaling needed); 1.8-2.5x faster for CNNs on CPUs with bf16 units,
+        much slower on CPUs without them (said as a warning)."""
+        if self.data.device.type == "cpu" and not _cpu_has_bf16():
+            warnings.warn("this CPU has no native bfloat16 support (no AVX512-BF16/AMX): bf16 autocast will run "
+                          "much slower than fp32; call learn.to_fp32() to go back", stacklevel=2)
         self.to_fp32()
         self.autocast_dtype = torch.bfloat16
         return self
@@ -545,3 +549,12 @@ def _loss_on_probs(probs: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
     if targs.dtype == torch.long and probs.ndim == targs.ndim + 1:
         return -torch.log(probs.gather(-1, targs[..., None]).squeeze(-1).clamp_min(1e-12))
     return ((probs - targs.float()) ** 2).reshape(len(probs), -1).mean(1)
+
+
+def _cpu_has_bf16() -> bool:
+    """Whether oneDNN has native bfloat16 kernels on this CPU."""
+    check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else True
+    except RuntimeError:
+        return True

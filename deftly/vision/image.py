@@ -122,6 +122,9 @@ def read_pil(fn: str | os.PathLike | bytes | io.BytesIO, convert_mode: str = "RG
                 im.draft("RGB" if convert_mode == "RGB" else None, draft)
             if im.mode.startswith("I") or im.mode == "F":
                 im = _to_8bit(im)
+            if im.mode == convert_mode:
+                im.load()  # decode now, while the file is open
+                return im
             return im.convert(convert_mode)
     except FileNotFoundError as e:
         raise DataError("no such image file", where=name) from e
