@@ -14,6 +14,8 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export DEFTLY_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
+# the checkout being built, first on the path (several clones may share one cached venv)
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: demo test bench env clean
 
