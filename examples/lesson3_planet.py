@@ -25,9 +25,11 @@ def main(argv: list[str] | None = None) -> float:
     p.add_argument("--out", type=Path, default=Path("out/lesson3"))
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--size2", type=int, default=96, help="the larger size of progressive resizing")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--epochs2", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs2", type=int, default=6)
     p.add_argument("--bs", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--lr2", type=float, default=5e-3, help="top learning rate after unfreeze()")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> float:
     f_score = partial(fbeta, thresh=0.2)
     learn = cnn_learner(data, models.efficientnet_lite0, metrics=[acc_02, f_score])
     learn.lr_find()
-    lr = 1e-2
+    lr = args.lr
     learn.fit_one_cycle(args.epochs, slice(lr))
     learn.save("stage-1-64")
 
@@ -60,14 +62,19 @@ def main(argv: list[str] | None = None) -> float:
     data = src.transform(tfms, size=args.size2).databunch(bs=args.bs).normalize(stats)
     learn.data = data
     learn.unfreeze()
-    learn.fit_one_cycle(args.epochs2, slice(lr / 100, lr / 10))
+    learn.fit_one_cycle(args.epochs2, slice(args.lr2 / 10, args.lr2))
     learn.save("stage-2-96")
 
-    _, acc, f2 = learn.validate()
+    valid_loss, acc, f2 = learn.validate()
+    # the loss of a model that ignores the pixels and predicts each tag's training frequency
+    freq = torch.stack([t for _, t in (data.train_ds.encoded(i) for i in range(len(data.train_ds)))]).mean(0)
+    targets = torch.stack([t for _, t in (data.valid_ds.encoded(i) for i in range(len(data.valid_ds)))])
+    baseline = float(F.binary_cross_entropy(freq.expand_as(targets), targets))
     img = open_image(data.valid_ds.x.items[0])
     pred, _, probs = learn.predict(img, thresh=0.2)
     print(f"predict({data.valid_ds.x.items[0].name}) -> {pred}; actual {data.valid_ds.y[0]}")
-    print(f"planet: accuracy_thresh={float(acc):.3f} fbeta={float(f2):.3f} seconds={time.perf_counter() - start:.0f}")
+    print(f"planet: valid_loss={valid_loss:.3f} baseline_loss={baseline:.3f} accuracy_thresh={float(acc):.3f} "
+          f"fbeta={float(f2):.3f} seconds={time.perf_counter() - start:.0f}")
     return float(f2)
 
 
