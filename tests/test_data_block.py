@@ -26,9 +26,9 @@ import torch  # noqa: E402
 
 from deftly.vision import *  # noqa: E402,F401,F403  (user code is written this way)
 from deftly.vision import (  # noqa: E402  (the names used below, for linters)
-    URLs, Category, CategoryList, ConfigError, DataBunch, DataError, DatasetType, DeviceDataLoader,
+    Category, ConfigError, DataBunch, DataError, DatasetType, DeviceDataLoader,
     EmptyLabelList, FloatList, Image, ImageFileList, ImageItemList, ImageList, ItemList, ItemLists, LabelList,
-    LabelLists, collate_skipping, get_image_files, get_transforms, untar_data,
+    LabelLists, collate_skipping, get_image_files, get_transforms,
 )
 
 # --------------------------------------------------------------------------------------- fixtures
@@ -37,37 +37,7 @@ from deftly.vision import (  # noqa: E402  (the names used below, for linters)
 TINY = {"train/3": 360, "train/7": 349, "valid/3": 204, "valid/7": 188, "test": 20}
 
 
-@pytest.fixture(scope="module")
-def data_home(tmp_path_factory):
-    """The bundled samples extracted (offline) into a fresh DEFTLY_HOME for this module."""
-    home = tmp_path_factory.mktemp("deftly_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEFTLY_HOME", str(home))
-        mp.setenv("DEFTLY_OFFLINE", "1")
-        paths = {name: untar_data(url, show_progress=False)
-                 for name, url in (("tiny", URLs.MNIST_TINY), ("sample", URLs.MNIST_SAMPLE),
-                                   ("pets", URLs.PETS), ("planet", URLs.PLANET_TINY))}
-        yield paths
-
-
-@pytest.fixture(scope="module")
-def tiny(data_home) -> Path:
-    return data_home["tiny"]
-
-
-@pytest.fixture(scope="module")
-def planet(data_home) -> Path:
-    return data_home["planet"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread_and_close_figures():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    import matplotlib.pyplot as plt
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("one_thread", "close_figures")
 
 
 def copy_subset(src: Path, dst: Path, n: int, splits=("train", "valid"), classes=("3", "7")) -> Path:

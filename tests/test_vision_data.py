@@ -26,51 +26,15 @@ from torch import nn  # noqa: E402
 
 from deftly.vision import *  # noqa: E402,F401,F403  (user code is written this way)
 from deftly.vision import (  # noqa: E402  (the names used below, for linters)
-    URLs, Category, ClassificationInterpretation, ConfigError, DataError, DatasetType, Image, ImageDataBunch,
+    Category, ClassificationInterpretation, ConfigError, DataError, DatasetType, Image, ImageDataBunch,
     ImageList, Learner, get_image_files, get_transforms, imagenet_stats, mnist_stats, open_image, read_pil,
-    untar_data,
 )
 from deftly.train.losses import BCEWithLogitsFlat, CrossEntropyFlat, MSELossFlat  # noqa: E402
 
 # --------------------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def data_home(tmp_path_factory):
-    """The bundled samples extracted (offline) into a fresh DEFTLY_HOME for this module."""
-    home = tmp_path_factory.mktemp("deftly_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEFTLY_HOME", str(home))
-        mp.setenv("DEFTLY_OFFLINE", "1")
-        paths = {name: untar_data(url, show_progress=False)
-                 for name, url in (("tiny", URLs.MNIST_TINY), ("sample", URLs.MNIST_SAMPLE),
-                                   ("pets", URLs.PETS), ("planet", URLs.PLANET_TINY))}
-        yield paths
-
-
-@pytest.fixture(scope="module")
-def tiny(data_home) -> Path:
-    return data_home["tiny"]
-
-
-@pytest.fixture(scope="module")
-def sample(data_home) -> Path:
-    return data_home["sample"]
-
-
-@pytest.fixture(scope="module")
-def planet(data_home) -> Path:
-    return data_home["planet"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread_and_close_figures():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    import matplotlib.pyplot as plt
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("one_thread", "close_figures")
 
 
 def tiny_model(c: int = 2, ch: int = 3, seed: int = 0) -> nn.Module:

