@@ -317,7 +317,7 @@ def summarize(lls: LabelLists, i: int = 0) -> Summary:
     def step(name: str, fn: Callable[[], Any]) -> Any:
         try:
             out = fn()
-        except Exception as e:  # the summary reports the failing step, then re-raises nothing
+        except Exception as e:  # reporting the failing step is what summary() is for
             lines.append(f"  {name}: FAILED with {type(e).__name__}: {e}")
             raise _Stop from e
         lines.append(f"  {name}: {_describe(out)}")
@@ -328,12 +328,11 @@ def summarize(lls: LabelLists, i: int = 0) -> Summary:
         return Summary("\n".join(lines))
     lines.append(f"walking training item {i}:")
     try:
-        item = step("item", lambda: ll.x.items[i])
+        step("item", lambda: ll.x.items[i])
         x_raw = step("open x", lambda: ll.x.raw(i))
         y_raw = step("label", lambda: (ll.y.items[i], ll.y.raw(i)))[1]
         pair = step("item transforms" if ll.item_tfm else "encode (no item transforms)",
                     lambda: ll.encode_pair(x_raw, y_raw))
-        del item
         batch = step("collate 2 copies", lambda: collate_skipping([pair, pair]))
         for tfm in ll.batch_tfms:
             batch = step(f"batch transform {type(tfm).__name__}", lambda: tfm(batch))

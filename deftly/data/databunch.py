@@ -67,10 +67,7 @@ class DeviceDataLoader:
 
     def __iter__(self):
         for batch in self.dl:
-            batch = to_device(batch, self.device)
-            for tfm in self.tfms:
-                batch = tfm(batch)
-            yield batch
+            yield self.process(batch)
 
     def process(self, batch: Any) -> Any:
         """Move a batch to the device and apply the batch transforms (what iterating does)."""
@@ -131,8 +128,7 @@ class DataBunch:
                path: str | Path = ".", bs: int = 64, val_bs: int | None = None,
                num_workers: int | None = None, device: torch.device | str | None = None,
                collate_fn: Callable = default_collate, shuffle: bool = True, drop_last: bool | None = None,
-               classes: Sequence[Any] | None = None, c: int | None = None,
-               bunch_kwargs: dict[str, Any] | None = None, **dl_kwargs: Any) -> "DataBunch":
+               classes: Sequence[Any] | None = None, c: int | None = None, **dl_kwargs: Any) -> "DataBunch":
         """Build the DataLoaders: the training one shuffles and drops its last partial batch (v1).
 
         `drop_last` defaults to True only when the training set holds more than `bs` items, so a
@@ -146,7 +142,6 @@ class DataBunch:
         num_workers = defaults.num_workers if num_workers is None else num_workers
         if drop_last is None:
             drop_last = n_train > bs
-        bunch_kwargs = bunch_kwargs or {}
         loader = dict(num_workers=num_workers, collate_fn=collate_fn,
                       worker_init_fn=seed_worker if num_workers > 0 else None,
                       persistent_workers=num_workers > 0, **dl_kwargs)
@@ -154,7 +149,7 @@ class DataBunch:
         train_dl = DataLoader(train_ds, bs, shuffle=shuffle, drop_last=drop_last, **loader)
         valid_dl = DataLoader(valid_ds, val_bs, shuffle=False, **loader) if valid_ds is not None else None
         test_dl = DataLoader(test_ds, val_bs, shuffle=False, **loader) if test_ds is not None else None
-        return cls(train_dl, valid_dl, test_dl, device=device, path=path, classes=classes, c=c, **bunch_kwargs)
+        return cls(train_dl, valid_dl, test_dl, device=device, path=path, classes=classes, c=c)
 
     @classmethod
     def from_label_lists(cls, lls: Any, path: str | Path | None = None, bs: int = 64, val_bs: int | None = None,

@@ -340,9 +340,11 @@ def read_csv(file: Path, **kwargs: Any) -> pd.DataFrame:
     if kwargs.get("delimiter", "") is None:
         kwargs.pop("delimiter")
     try:
-        return pd.read_csv(file, **kwargs)
+        df = pd.read_csv(file, **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read the CSV file ({e})", where=str(file)) from e
+    df.attrs["source"] = str(file)  # so errors about its rows can name the file
+    return df
 
 
 # --- labels --------------------------------------------------------------------------------------

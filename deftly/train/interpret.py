@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from deftly.core.errors import ConfigError
+from deftly.core.errors import ConfigError, DataError
 from deftly.data.databunch import DatasetType
 
 
@@ -118,7 +118,6 @@ class ClassificationInterpretation:
 
 
 def _readable(ds: Any, i: int) -> bool:
-    from deftly.core.errors import DataError
     try:
         ds.x.raw(i)
     except DataError:

@@ -82,19 +82,9 @@ class ImageList(ItemList):
         if missing:
             shown = "; ".join(f"row {i}: {il.items[i]}" for i in missing[:3])
             raise DataError(f"{len(missing)} of {len(il)} files named in the table do not exist ({shown}"
-                            f"{'; ...' if len(missing) > 3 else ''}); check path, folder= and suffix=")
+                            f"{'; ...' if len(missing) > 3 else ''}); check path, folder= and suffix=",
+                            where=df.attrs.get("source"))
         return il
-
-    @classmethod
-    def from_csv(cls, path: str | os.PathLike, csv_name: str, cols: int | str | Sequence = 0,
-                 delimiter: str | None = None, header: Any = "infer", **kwargs: Any) -> "ImageList":
-        """Files named in column `cols` of the CSV file `path/csv_name` (see `from_df`)."""
-        try:
-            return super().from_csv(path, csv_name, cols=cols, delimiter=delimiter, header=header, **kwargs)
-        except DataError as e:
-            if e.where is None and "files named in the table" in str(e):
-                raise DataError(str(e), where=str(Path(path) / csv_name)) from None
-            raise
 
     def new(self, items: Iterable[Any], **kwargs: Any) -> "ImageList":
         out = super().new(items, **kwargs)
