@@ -12,6 +12,7 @@ from torch.utils.data import default_collate
 from deftly.core.device import defaults, to_cpu, to_device
 from deftly.core.errors import DataError
 from deftly.core.seed import seed_worker
+from deftly.data.tensors import BatchIndexSampler, tensor_loader
 
 
 class DatasetType(Enum):
@@ -56,7 +57,8 @@ class DeviceDataLoader:
 
     @property
     def batch_size(self) -> int:
-        return self.dl.batch_size
+        sampler = self.dl.sampler
+        return sampler.bs if isinstance(sampler, BatchIndexSampler) else self.dl.batch_size
 
     @property
     def num_workers(self) -> int:
@@ -86,6 +88,11 @@ class DeviceDataLoader:
     def new(self, **kwargs: Any) -> "DeviceDataLoader":
         """A copy with some DataLoader arguments changed (e.g. `shuffle=False`, `batch_size=1`)."""
         dl = self.dl
+        if isinstance(dl.sampler, BatchIndexSampler):
+            s = dl.sampler
+            args = dict(bs=s.bs, shuffle=s.shuffle, drop_last=s.drop_last)
+            args.update({"bs" if k == "batch_size" else k: v for k, v in kwargs.items() if k != "num_workers"})
+            return DeviceDataLoader(tensor_loader(dl.dataset, **args), self.device, self.tfms, self._dataset)
         args = dict(batch_size=dl.batch_size, shuffle=isinstance(dl.sampler, RandomSampler),
                     drop_last=dl.drop_last, num_workers=dl.num_workers, collate_fn=dl.collate_fn,
                     worker_init_fn=dl.worker_init_fn, pin_memory=dl.pin_memory)
