@@ -8,7 +8,7 @@ from deftly.train.callbacks import (
     TerminateOnNaN, TrainingWarning,
 )
 from deftly.train.checkpoint import load_state, save_state
-from deftly.train.layers import bn_types, children, flatten_model, requires_grad
+from deftly.train.layers import SigmoidRange, bn_types, children, emb_sz_rule, embedding, flatten_model, requires_grad
 from deftly.train.learner import SGD, Adam, AdamW, Learner
 from deftly.train.losses import BCEWithLogitsFlat, CrossEntropyFlat, FlattenedLoss, L1LossFlat, MSELossFlat
 from deftly.train.lr_finder import LRFinder, lr_find
@@ -24,7 +24,7 @@ from deftly.train.schedule import OneCycleScheduler, annealing_cos, annealing_ex
 from deftly.train.interpret import ClassificationInterpretation
 
 __all__ = [
-    "ClassificationInterpretation",
+    "ClassificationInterpretation", "SigmoidRange", "emb_sz_rule", "embedding",
     "EVENTS", "Adam", "AdamW", "AvgMetric", "BCEWithLogitsFlat", "CSVLogger", "Callback", "CancelBatchException",
     "CancelEpochException", "CancelFitException", "CancelStepException", "CancelTrainException",
     "CancelValidException", "CrossEntropyFlat", "Dice", "EarlyStoppingCallback", "F1Score", "FBeta",

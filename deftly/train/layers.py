@@ -1,5 +1,6 @@
 """Model helpers: BatchNorm detection, requires_grad, parameter splits for weight decay, the
-pieces of v1's CNN head (AdaptiveConcatPool2d, Flatten, bn_drop_lin) and layer-group splitting."""
+pieces of v1's CNN head (AdaptiveConcatPool2d, Flatten, bn_drop_lin), embeddings and their size
+rule (shared by tabular and collab), SigmoidRange, and layer-group splitting."""
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Sequence
@@ -100,6 +101,33 @@ def bn_drop_lin(n_in: int, n_out: int, bn: bool = True, p: float = 0.0,
     if actn is not None:
         layers.append(actn)
     return layers
+
+
+def embedding(ni: int, nf: int) -> nn.Embedding:
+    """An `nn.Embedding(ni, nf)` initialised as v1 does: truncated normal, std 0.01 (within 2 std)."""
+    emb = nn.Embedding(ni, nf)
+    with torch.no_grad():
+        nn.init.trunc_normal_(emb.weight, std=0.01, a=-0.02, b=0.02)
+    return emb
+
+
+def emb_sz_rule(n_cat: int) -> int:
+    """v1's embedding width for a categorical variable with `n_cat` values (including #na#)."""
+    return min(600, round(1.6 * n_cat ** 0.56))
+
+
+class SigmoidRange(nn.Module):
+    """Scales a sigmoid to (low, high): v1's `y_range` output for regression (ratings, log sales)."""
+
+    def __init__(self, low: float, high: float):
+        super().__init__()
+        self.low, self.high = float(low), float(high)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x) * (self.high - self.low) + self.low
+
+    def extra_repr(self) -> str:
+        return f"low={self.low}, high={self.high}"
 
 
 def apply_init(m: nn.Module, init: Callable[[torch.Tensor], Any]) -> None:
