@@ -138,7 +138,7 @@ class ImageList(ItemList):
                        **kwargs: Any) -> Callable:
         _check_args(kwargs)
         resize = ItemResize.from_tfms(tfms or [], size=size, resize_method=resize_method or "crop",
-                                      padding_mode=padding_mode, y_kind=y_kind if tfm_y else None)
+                                      padding_mode=padding_mode, y_kind=y_kind if tfm_y else None, lighting=True)
         self.draft = None if resize.size is None else (resize.size[1], resize.size[0])
         return resize
 
@@ -147,7 +147,8 @@ class ImageList(ItemList):
                          **kwargs: Any) -> list[Callable]:
         kwargs.pop("size", None), kwargs.pop("resize_method", None)
         _check_args(kwargs)
-        return [PairTransform(BatchAugment(tfms or [], padding_mode=padding_mode, mode=mode, tfm_y=tfm_y,
+        geometry = [t for t in tfms or [] if t.kind != "lighting"]  # lighting runs per item (ItemResize)
+        return [PairTransform(BatchAugment(geometry, padding_mode=padding_mode, mode=mode, tfm_y=tfm_y,
                                            y_kind=y_kind if tfm_y else None))]
 
     # --- display (an item type knows how to show itself) ----------------------------------------

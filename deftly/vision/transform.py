@@ -18,6 +18,8 @@ move with the inverse matrix, so that they follow the pixels.
 from __future__ import annotations
 
 import math
+import random
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -59,6 +61,9 @@ _BATCH_NAMES: dict[str, str] = {
 _CROP_NAMES: tuple[str, ...] = ("crop_pad", "pad")
 
 Range = float | tuple[float, float]
+#: logit(v / 255) of the 256 pixel levels (eps 1e-6, as BatchAugment's lighting), for lighting tables.
+_LOGIT_LEVELS: np.ndarray = np.log(np.clip(np.arange(256) / 255, 1e-6, 1 - 1e-6)) - \
+    np.log1p(-np.clip(np.arange(256) / 255, 1e-6, 1 - 1e-6))
 
 imagenet_stats: tuple[list[float], list[float]] = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 cifar_stats: tuple[list[float], list[float]] = ([0.491, 0.482, 0.447], [0.247, 0.243, 0.261])
@@ -243,11 +248,12 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     return size
 
 
-def _draw_pct(spec: Range) -> float:
-    """A position in [0, 1]: fixed, or drawn from torch's global RNG (seeded per DataLoader worker)."""
+def _draw_value(spec: Range) -> float:
+    """One value of a per-item parameter: fixed, or uniform over (low, high) from Python's RNG
+    (seeded per DataLoader worker and by set_seed; cheaper per item than a torch draw)."""
     if isinstance(spec, (tuple, list)):
         lo, hi = spec
-        return float(lo + (hi - lo) * torch.rand(()).item())
+        return float(lo + (hi - lo) * random.random())
     return float(spec)
 
 
@@ -270,13 +276,15 @@ class ItemResize:
     `random_crop` means (0, 1)). `pad`/`pad_mode` add rand_pad's pad-then-crop at the same
     position. The target moves the same way (`y_kind`). JPEGs not yet loaded are decoded at a
     reduced scale (PIL's `draft`) when the target is much smaller; `convert_mode` ('RGB', 'L')
-    converts after that.
+    converts after that. `lighting` (brightness and contrast transforms, each firing with its p)
+    also runs here, per item, as a 256-entry lookup table on the 8-bit pixels after the resize:
+    far cheaper than logit and sigmoid over a float batch, and the same map up to rounding.
     """
 
     def __init__(self, size: int | tuple[int, int] | None = None, resize_method: str = "crop",
                  padding_mode: str = "reflection", random_crop: bool = False, y_kind: str | None = None,
                  row_pct: Range = 0.5, col_pct: Range = 0.5, pad: int = 0, pad_mode: str | None = None,
-                 convert_mode: str | None = None):
+                 convert_mode: str | None = None, lighting: Iterable[RandTransform] = ()):
         _check_choice(resize_method, RESIZE_METHODS, "resize_method")
         _check_choice(padding_mode, PADDING_MODES, "padding_mode")
         _check_choice(y_kind, Y_KINDS, "y_kind")
@@ -294,13 +302,21 @@ class ItemResize:
         self.pad = int(pad)
         self.pad_mode = pad_mode or padding_mode
         self.convert_mode = convert_mode
+        self.lighting = list(lighting)
+        for t in self.lighting:
+            if t.kind != "lighting" or t.name not in _BATCH_NAMES:
+                raise ConfigError(f"ItemResize lighting takes brightness and contrast transforms, got {t.name!r}")
 
     @classmethod
     def from_tfms(cls, tfms: Iterable[RandTransform], size: int | tuple[int, int] | None = None,
                   resize_method: str = "crop", padding_mode: str = "reflection", y_kind: str | None = None,
-                  convert_mode: str | None = None) -> "ItemResize":
-        """The per-item step asked for by the 'crop' transforms of a list (crop_pad, rand_crop, rand_pad)."""
+                  convert_mode: str | None = None, lighting: bool = False) -> "ItemResize":
+        """The per-item step asked for by the 'crop' transforms of a list (crop_pad, rand_crop,
+        rand_pad), and by its 'lighting' ones too when `lighting`."""
         kwargs: dict[str, Any] = {}
+        tfms = list(tfms)
+        if lighting:
+            kwargs["lighting"] = [t for t in tfms if t.kind == "lighting"]
         for t in tfms:
             if t.kind != "crop":
                 continue
@@ -318,13 +334,13 @@ class ItemResize:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(size={self.size}, resize_method={self.resize_method!r}, "
                 f"padding_mode={self.padding_mode!r}, row_pct={self.row_pct}, col_pct={self.col_pct}, "
-                f"pad={self.pad}, y_kind={self.y_kind!r})")
+                f"pad={self.pad}, y_kind={self.y_kind!r}, lighting={[t.name for t in self.lighting]})")
 
     def _plan(self, source_size: tuple[int, int]) -> _ResizePlan:
         """Draw this item's crop/pad position and work out its resize, for a source of (h, w)."""
         h0, w0 = source_size
         th, tw = self.size or (h0, w0)
-        row, col = _draw_pct(self.row_pct), _draw_pct(self.col_pct)
+        row, col = _draw_value(self.row_pct), _draw_value(self.col_pct)
         box, resized, pads = (0.0, 0.0, 1.0, 1.0), (th, tw), (0, 0, 0, 0)
         if self.size is not None and self.resize_method == "crop":
             s = max(tw / w0, th / h0)
@@ -346,7 +362,7 @@ class ItemResize:
             raise DataError(f"ItemResize needs a PIL image, got {type(img).__name__}")
         w0, h0 = img.size
         plan = self._plan((h0, w0))
-        x = _check_uint8(self._apply(img, plan, PIL.Image.BILINEAR, self.convert_mode), "image")
+        x = _check_uint8(self._apply(img, plan, PIL.Image.BILINEAR, self.convert_mode, self._light_table()), "image")
         if self.y_kind == "mask":
             y = self._apply(_check_pil(y, "mask"), plan, PIL.Image.NEAREST, None)
             if y.shape[0] != 1:
@@ -359,8 +375,28 @@ class ItemResize:
             y = _move_points(y, plan, (h0, w0))
         return x, y
 
-    def _apply(self, img: PIL.Image.Image, plan: _ResizePlan, resample: int, convert_mode: str | None) -> Tensor:
-        """Run `plan` on one PIL image (at its own size: the plan is in fractions) -> uint8 (C, h, w)."""
+    def _light_table(self) -> np.ndarray | None:
+        """This item's lighting as a uint8 table of 256 entries: v -> 255 * sigmoid(mul * logit(v / 255)
+        + add), the map BatchAugment applies to floats; None when no lighting transform fires."""
+        mul, add, fired = 1.0, 0.0, False
+        for t in self.lighting:
+            if random.random() >= t.p:
+                continue
+            fired = True
+            if t.name == "brightness":
+                change = min(max(_draw_value(t.params.get("change", 0.5)), 1e-6), 1 - 1e-6)
+                add += math.log(change / (1 - change))
+            else:
+                scale = _draw_value(t.params.get("scale", 1.0))
+                mul, add = mul * scale, add * scale
+        if not fired:
+            return None
+        return np.rint(255 / (1 + np.exp(-(mul * _LOGIT_LEVELS + add)))).astype(np.uint8)
+
+    def _apply(self, img: PIL.Image.Image, plan: _ResizePlan, resample: int, convert_mode: str | None,
+               table: np.ndarray | None = None) -> Tensor:
+        """Run `plan` on one PIL image (at its own size: the plan is in fractions) -> uint8 (C, h, w),
+        with the lighting `table` applied to the resized pixels."""
         rh, rw = plan.resized
         w, h = img.size
         box = tuple(_snap(f * n) for f, n in zip(plan.box, (w, h, w, h)))
@@ -377,7 +413,12 @@ class ItemResize:
             img = img.convert(convert_mode)
         if (rw, rh) != (w, h) or box != (0.0, 0.0, float(w), float(h)):
             img = img.resize((rw, rh), resample, box=box)
+        if table is not None and img.mode in ("L", "RGB"):
+            img = img.point(table.tolist() * len(img.mode))
+            table = None
         a = np.array(img)  # a writable copy: torch shares its memory
+        if table is not None and a.dtype == np.uint8:
+            a = table[a]
         if a.ndim == 2:
             a = a[:, :, None]
         if any(plan.pads):
@@ -557,6 +598,14 @@ class BatchAugment:
                 raise ConfigError(f"unknown batch transform {t.name!r} of kind {t.kind!r}; known: {known}")
         self.tfms = [t for t in tfms if t.kind != "crop"]
         self.padding_mode, self.mode, self.tfm_y, self.y_kind = padding_mode, mode, tfm_y, y_kind
+        self._work = _Workspace()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_work"}  # buffers stay behind
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._work = _Workspace()
 
     def __repr__(self) -> str:
         names = ", ".join(f"{t.name}(p={t.p})" for t in self.tfms)
@@ -595,21 +644,33 @@ class BatchAugment:
         return self.apply(x, y, self.sample(x.shape[0], tuple(x.shape[-2:])))
 
     def apply(self, x: Tensor, y: Any, params: AugmentParams) -> tuple[Tensor, Any]:
-        """Apply drawn `params` to a batch (and to y when tfm_y); the inputs are never modified."""
-        out = _to_float(x)
-        owned = out is not x  # a fresh tensor we may write into
-        if bool(params.moved.any()):
+        """Apply drawn `params` to a batch (and to y when tfm_y); the inputs are never modified.
+
+        Samples a transform did not fire for carry identity parameters, so most batches are one
+        grid_sample and one in-place lighting pass over every sample, with no gather or merge
+        (the identity reproduces pixels to float precision). Temporaries that never leave this
+        call (the float copy fed to grid_sample, the coordinates) live in per-thread buffers
+        reused from batch to batch: fresh batch-sized allocations cost page faults every time.
+        """
+        moved = bool(params.moved.any())
+        if moved and x.dtype == torch.uint8:
+            out, owned = self._work.buffer("pixels", x.shape, torch.float32, x.device), False
+            out.copy_(x).div_(255)
+        else:
+            out = _to_float(x)
+            owned = out is not x  # a fresh tensor we may write into
+        if moved:
             sel = _Selection(params.moved, x.device)
             matrix = params.matrix.to(device=x.device, dtype=torch.float32)
-            grid = _sampling_grid(sel.rows(matrix), tuple(out.shape[-2:]), params.projective)
+            grid = _sampling_grid(sel.rows(matrix), tuple(out.shape[-2:]), params.projective, self._work)
             out = _resample(out, grid, sel, self.mode, self.padding_mode, owned)
             if self.mode == "bicubic":
                 out = out.clamp_(0, 1)  # bicubic overshoots
-            owned = True
+            owned = True  # grid_sample's output, or a merge into a copy: never a reused buffer
             if self.tfm_y and y is not None:
                 y = self._move_y(y, grid, sel, params)
         if bool(params.lit.any()):
-            out = _light(out, params, owned)
+            out = _light(out if owned else out.clone(), params)
         return out, y
 
     def _move_y(self, y: Tensor, grid: Tensor, sel: "_Selection", params: AugmentParams) -> Tensor:
@@ -630,15 +691,25 @@ class BatchAugment:
         return torch.where(params.moved.to(y.device)[:, None, None], pts, y)
 
 
+class _Workspace(threading.local):
+    """Scratch tensors of one thread, kept between batches and reallocated when the shape changes."""
+
+    def buffer(self, name: str, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
+        t = self.__dict__.get(name)
+        if t is None or t.shape != tuple(shape) or t.dtype != dtype or t.device != device:
+            t = torch.empty(tuple(shape), dtype=dtype, device=device)
+            self.__dict__[name] = t
+        return t
+
+
 class _Selection:
-    """The samples a step applies to: all of them, a few (gathered by index) or most (computed
-    for all, then the others restored with a mask: cheaper than gather and scatter)."""
+    """The samples a step computes: all of them when at least half need it (the others have
+    identity parameters, so computing them too is harmless and cheaper than a gather and a merge),
+    else only those, gathered by index and put back."""
 
     def __init__(self, flags: Tensor, device: torch.device):
         count, n = int(flags.sum()), len(flags)
-        self.all = count == n
         self.idx = flags.nonzero().squeeze(1).to(device) if 2 * count < n else None
-        self.mask = None if self.all or self.idx is not None else flags.to(device).view(-1, 1, 1, 1)
 
     def rows(self, t: Tensor) -> Tensor:
         """The per-sample rows of `t` the step computes."""
@@ -646,43 +717,44 @@ class _Selection:
 
     def merge(self, x: Tensor, computed: Tensor, inplace: bool) -> Tensor:
         """`computed` (for `rows`) put back into x for the selected samples."""
-        if self.all:
+        if self.idx is None:
             return computed
-        if self.mask is not None:
-            return torch.where(self.mask, computed, x)
         out = x if inplace else x.clone()
         out[self.idx] = computed
         return out
 
 
-def _light(x: Tensor, params: AugmentParams, inplace: bool) -> Tensor:
-    """x -> sigmoid(mul * logit(x) + add) for the lit samples (writing into x only when `inplace`)."""
+def _light(x: Tensor, params: AugmentParams) -> Tensor:
+    """x -> sigmoid(mul * logit(x) + add), in place on `x` (a buffer the caller owns); samples
+    not lit have mul 1 and add 0, which gives back x within 1e-6."""
     sel = _Selection(params.lit, x.device)
     mul = sel.rows(params.light_mul.to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1))
     add = sel.rows(params.light_add.to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1))
-    lit = torch.logit(sel.rows(x), eps=1e-6).mul_(mul).add_(add).sigmoid_()
-    return sel.merge(x, lit, inplace)
+    if sel.idx is None:
+        return x.logit_(eps=1e-6).mul_(mul).add_(add).sigmoid_()
+    return sel.merge(x, torch.logit(sel.rows(x), eps=1e-6).mul_(mul).add_(add).sigmoid_(), True)
 
 
-def _sampling_grid(matrix: Tensor, size: tuple[int, int], projective: bool) -> Tensor:
+def _sampling_grid(matrix: Tensor, size: tuple[int, int], projective: bool, work: _Workspace | None = None) -> Tensor:
     """(n, H, W, 2) grid_sample grid: the output pixel centres mapped through `matrix` (n, 3, 3).
 
-    Each coordinate is a*x + b*y + c, built from a row and a column vector by broadcasting
-    (much cheaper than a (n, H*W, 3) matmul with an inner size of 3).
+    Each coordinate is a*x + b*y + c, built for all three rows at once from a row and a column
+    vector by broadcasting into one (n, 3, H, W) buffer (much cheaper than a (n, H*W, 3) matmul
+    with an inner size of 3); the grid is a permuted view of it, which grid_sample reads as fast.
+    With `work`, the buffer is reused: the grid is then valid only until the next call.
     """
-    h, w = size
-    xs = ((torch.arange(w, device=matrix.device, dtype=matrix.dtype) * 2 + 1) / w - 1).view(1, 1, w)
-    ys = ((torch.arange(h, device=matrix.device, dtype=matrix.dtype) * 2 + 1) / h - 1).view(1, h, 1)
+    n, (h, w) = matrix.shape[0], size
+    xs = ((torch.arange(w, device=matrix.device, dtype=matrix.dtype) * 2 + 1) / w - 1).view(1, 1, 1, w)
+    ys = ((torch.arange(h, device=matrix.device, dtype=matrix.dtype) * 2 + 1) / h - 1).view(1, 1, h, 1)
     m = matrix[..., None, None]  # (n, 3, 3, 1, 1)
-
-    def row(i: int) -> Tensor:
-        return (m[:, i, 0] * xs + m[:, i, 2]) + m[:, i, 1] * ys
-
-    gx, gy = row(0), row(1)
+    rows = 3 if projective else 2
+    shape = (n, rows, h, w)
+    coords = torch.empty(shape, dtype=matrix.dtype, device=matrix.device) if work is None else \
+        work.buffer("coords", shape, matrix.dtype, matrix.device)
+    torch.add(m[:, :rows, 0] * xs + m[:, :rows, 2], m[:, :rows, 1] * ys, out=coords)
     if projective:
-        z = row(2)
-        gx, gy = gx / z, gy / z
-    return torch.stack([gx, gy], dim=-1)
+        coords[:, :2].div_(coords[:, 2:])
+    return coords[:, :2].permute(0, 2, 3, 1)
 
 
 def _resample(x: Tensor, grid: Tensor, sel: _Selection, mode: str, padding_mode: str, inplace: bool) -> Tensor:
@@ -721,9 +793,10 @@ class Normalize:
 
     def __call__(self, x: Tensor) -> Tensor:
         """Normalise (C, H, W) or (B, C, H, W) images."""
+        fresh = x.dtype == torch.uint8  # then the float copy is ours to normalise in place
         x = _to_float(x)
         mean, std = self._stats(x)
-        return (x - mean) / std
+        return x.sub_(mean).div_(std) if fresh else torch.sub(x, mean).div_(std)
 
     def decode(self, x: Tensor) -> Tensor:
         """Undo the normalisation (for display)."""
