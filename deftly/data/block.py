@@ -78,6 +78,14 @@ class ItemLists:
         """Every item gets the label `const`."""
         return self._label([const] * len(self.train), [const] * len(self.valid), label_cls, **kwargs)
 
+    def label_for_lm(self, **kwargs: Any) -> "LabelLists":
+        """Labels for a language model: each text is its own target (item types that have them,
+        e.g. TextList, name their label class in `lm_label_cls`)."""
+        label_cls = getattr(self.train, "lm_label_cls", None)
+        if label_cls is None:
+            raise ConfigError(f"label_for_lm needs texts (a TextList), not {type(self.train).__name__}")
+        return self._label([0] * len(self.train), [0] * len(self.valid), label_cls, **kwargs)
+
     def label_empty(self, **kwargs: Any) -> "LabelLists":
         """No labels (e.g. for an inference-only set)."""
         return self._label([0] * len(self.train), [0] * len(self.valid), EmptyLabelList, **kwargs)
@@ -90,8 +98,9 @@ class ItemLists:
         if hasattr(y_train, "classes") and "classes" not in kwargs:
             kwargs["classes"] = y_train.classes
         y_valid = label_cls(valid_labels, path=self.path, **kwargs)
-        train = _drop_unknown(LabelList(self.train, y_train), "training", warn=False)
-        valid = _drop_unknown(LabelList(self.valid, y_valid), "validation", warn=not explicit)
+        ll_cls = getattr(self.train, "label_list_cls", None) or LabelList  # an item type's own LabelList
+        train = _drop_unknown(ll_cls(self.train, y_train), "training", warn=False)
+        valid = _drop_unknown(ll_cls(self.valid, y_valid), "validation", warn=not explicit)
         return LabelLists(self.path, train, valid)
 
     # --- filters applied to both lists ---------------------------------------------------------
@@ -147,7 +156,7 @@ class LabelList(Dataset):
         if isinstance(idx, (int, np.integer)):
             xt, yt = self.encoded(int(idx) % len(self) if -len(self) <= idx < len(self) else idx)
             return self.x.reconstruct(xt), self.y.reconstruct(yt)
-        sub = LabelList(self.x[idx], self.y[idx])
+        sub = type(self)(self.x[idx], self.y[idx])
         sub.item_tfm, sub.batch_tfms, sub.tfm_args = self.item_tfm, self.batch_tfms, self.tfm_args
         return sub
 
@@ -273,7 +282,11 @@ class LabelLists:
             y = EmptyLabelList([0] * len(x), path=self.path)
         else:
             y = self.train.y.new([label] * len(x))
-        self.test = LabelList(x, y).set_transforms(self._tfms[1], train=False, **self._tfm_kwargs)
+        self.test = type(self.train)(x, y).set_transforms(self._tfms[1], train=False, **self._tfm_kwargs)
+        return self
+
+    def filter_missing_y(self) -> "LabelLists":
+        """Drop items whose label is not among the classes (v1 name; labelling already drops them)."""
         return self
 
     def add_test_folder(self, test_folder: str = "test", label: Any = None) -> "LabelLists":
