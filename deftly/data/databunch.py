@@ -58,7 +58,10 @@ class DeviceDataLoader:
     @property
     def batch_size(self) -> int:
         sampler = self.dl.sampler
-        return sampler.bs if isinstance(sampler, BatchIndexSampler) else self.dl.batch_size
+        if isinstance(sampler, BatchIndexSampler):
+            return sampler.bs
+        # a dataset that yields whole batches (batch_size=None) says its own batch size
+        return self.dl.batch_size if self.dl.batch_size is not None else getattr(self.dl.dataset, "bs", None)
 
     @property
     def num_workers(self) -> int:

