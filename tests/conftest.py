@@ -17,8 +17,9 @@ def mnist_sample():
 
 @pytest.fixture(scope="session")
 def data_home(tmp_path_factory):
-    """The bundled samples (mnist_tiny, mnist_sample, pets, planet_tiny) extracted offline, once per
-    session, into a fresh DEFTLY_HOME: {'tiny': path, 'sample': ..., 'pets': ..., 'planet': ...}."""
+    """The bundled samples (mnist_tiny, mnist_sample, pets, planet_tiny, imdb_sample) extracted
+    offline, once per session, into a fresh DEFTLY_HOME: {'tiny': path, 'sample': ..., 'pets': ...,
+    'planet': ..., 'imdb': ...}."""
     from deftly.datasets import URLs, untar_data
 
     home = tmp_path_factory.mktemp("deftly_home")
@@ -27,7 +28,8 @@ def data_home(tmp_path_factory):
         mp.setenv("DEFTLY_OFFLINE", "1")
         return {name: untar_data(url, show_progress=False)
                 for name, url in (("tiny", URLs.MNIST_TINY), ("sample", URLs.MNIST_SAMPLE),
-                                  ("pets", URLs.PETS), ("planet", URLs.PLANET_TINY))}
+                                  ("pets", URLs.PETS), ("planet", URLs.PLANET_TINY),
+                                  ("imdb", URLs.IMDB_SAMPLE))}
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +45,33 @@ def sample(data_home):
 @pytest.fixture(scope="session")
 def planet(data_home):
     return data_home["planet"]
+
+
+@pytest.fixture(scope="session")
+def imdb(data_home):
+    return data_home["imdb"]
+
+
+@pytest.fixture(scope="session")
+def run_example():
+    """Run `examples/<name>` offline in a subprocess with `--out tmp_path/out` and a fresh
+    DEFTLY_HOME under tmp_path; returns its stdout (the test fails with its stderr on a non-zero exit)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    examples = Path(__file__).parent.parent / "examples"
+
+    def run(name, tmp_path, *args, timeout=600):
+        env = {**os.environ, "MPLBACKEND": "Agg", "DEFTLY_OFFLINE": "1", "DEFTLY_PROGRESS": "0",
+               "DEFTLY_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+        result = subprocess.run([sys.executable, str(examples / name), "--out", str(tmp_path / "out"), *args],
+                                capture_output=True, text=True, env=env, timeout=timeout)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    return run
 
 
 @pytest.fixture

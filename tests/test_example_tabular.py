@@ -1,24 +1,9 @@
 """Lesson 4 (Adult) and lesson 6 (Rossmann recipe on Chicago ridership) tabular examples, offline,
 at small settings."""
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
-
-EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
-def run_example(name, tmp_path, *args, timeout=600):
-    env = {**os.environ, "MPLBACKEND": "Agg", "DEFTLY_OFFLINE": "1", "DEFTLY_PROGRESS": "0",
-           "DEFTLY_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(EXAMPLES / name), "--out", str(tmp_path / "out"), *args],
-                            capture_output=True, text=True, env=env, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
-
-
-def test_lesson4_tabular_adult(tmp_path):
+def test_lesson4_tabular_adult(run_example, tmp_path):
     out = run_example("lesson4_tabular.py", tmp_path, "--epochs", "1", "--rows", "12000")
     assert "education-num_na" in out and "target" in out  # show_batch's decoded table
     assert "Linear(in_features=200, out_features=100" in out
@@ -27,7 +12,7 @@ def test_lesson4_tabular_adult(tmp_path):
     assert accuracy >= 0.78, out  # the course: 0.785 after one epoch on 32,561 rows
 
 
-def test_lesson6_rossmann_like_chicago(tmp_path):
+def test_lesson6_rossmann_like_chicago(run_example, tmp_path):
     out = run_example("lesson6_rossmann_like.py", tmp_path, "--since", "2014-01-01", "--epochs", "3",
                       "--layers", "200,100", "--bs", "128", "--lr", "1e-2")
     assert "Dropout(p=0.04" in out and "SigmoidRange" in out

@@ -110,8 +110,9 @@ class TextList(ItemList):
             return " ".join(parts)
         if _missing(o):
             return ""
-        if not isinstance(o, str):
-            raise DataError(f"a text must be a string, got {type(o).__name__} {o!r}", where=f"text {i}")
+        if not isinstance(o, str):  # e.g. a numeric column picked as the text: say so rather than guess
+            raise DataError(f"a text must be a string, got {type(o).__name__} {o!r}; check cols= (convert a "
+                            "column of numbers meant as text with df[col].astype(str))", where=f"text {i}")
         return f"{FLD} 1 {o}" if self.mark_fields else o
 
     def _wrap(self, tokens: list[str]) -> list[str]:
@@ -187,6 +188,23 @@ class TextList(ItemList):
         """A table of texts (their first `max_len` tokens) and labels."""
         rows = [{"text": " ".join(str(x).split(" ")[:max_len]), "target": str(y)} for x, y in zip(xs, ys)]
         return pd.DataFrame(rows)
+
+    # --- labels --------------------------------------------------------------------------------------------
+    def labels_from_df(self, cols: int | str | Sequence = 1) -> list[Any]:
+        """The labels in column(s) `cols`; a missing label (NaN, None) is a DataError naming the
+        column and the rows: a text to classify needs a class (drop or fill those rows first)."""
+        labels = super().labels_from_df(cols)
+        df = self.inner_df
+        names = list(cols) if isinstance(cols, (list, tuple, np.ndarray, pd.Index)) else [cols]
+        for c in names:
+            name = df.columns[c] if isinstance(c, (int, np.integer)) and c not in df.columns else c
+            rows = np.flatnonzero(df[name].isna().to_numpy())
+            if len(rows):
+                shown = "; ".join(f"{int(r)} ({str(self.items[int(r)])[:40]!r})" for r in rows[:5])
+                raise DataError(f"label_from_df: the label column {name!r} is missing in {len(rows)} of {len(df)} "
+                                f"rows of this split, rows {shown}{' ...' if len(rows) > 5 else ''}; drop or fill "
+                                "those rows first", where=f"column {name!r}")
+        return labels
 
     # --- labelling for a language model ------------------------------------------------------------------
     @property

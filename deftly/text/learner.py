@@ -112,8 +112,9 @@ class RNNLearner(Learner):
         return enc.module if isinstance(enc, text_models.MultiBatchEncoder) else enc
 
     def save_encoder(self, name: str) -> Path:
-        """Write the encoder's weights (and the vocabulary) to `path/model_dir/name.safetensors`."""
-        state = {"encoder": self._encoder().state_dict(), "vocab": list(self.data.vocab.itos)}
+        """Write the encoder's weights, size and vocabulary to `path/model_dir/name.safetensors`."""
+        enc = self._encoder()
+        state = {"encoder": enc.state_dict(), "vocab": list(self.data.vocab.itos), "size": encoder_size(enc)}
         return save_state(self.path / self.model_dir / f"{name}.safetensors", state)
 
     def load_encoder(self, name: str, device: torch.device | str | None = None) -> "RNNLearner":
@@ -128,6 +129,10 @@ class RNNLearner(Learner):
             raise DataError(f"the encoder in {file} was trained with another vocabulary ({len(saved)} tokens, this "
                             f"data has {len(self.data.vocab)}): build the classifier's data with "
                             "vocab=data_lm.vocab so word ids mean the same words")
+        size = state.get("size")
+        rebuild = getattr(self, "_rebuild", None)
+        if size and size != encoder_size(self._encoder()) and rebuild is not None:
+            rebuild(size)  # a classifier built with the default size takes the encoder's size
         try:
             self._encoder().load_state_dict(state["encoder"])
         except RuntimeError as e:
@@ -196,9 +201,11 @@ class LanguageLearner(RNNLearner):
         return text + sep + sep.join(words) if words else text
 
 
-def _pretrained_lm(arch: Any, fnames: Sequence[str] | None, path: Path, model_dir: Path) -> tuple[dict, list[str]]:
-    """The weights and vocabulary of a pretrained language model: `fnames` (weights, vocabulary)
-    in `path/model_dir`, else the downloaded WT103 weights, else deftly's own offline model."""
+def _pretrained_lm(arch: Any, fnames: Sequence[str] | None, path: Path,
+                   model_dir: Path) -> tuple[dict, list[str], dict[str, Any] | None]:
+    """The weights, vocabulary and config (None: the arch's default size) of a pretrained language
+    model: `fnames` (weights, vocabulary) in `path/model_dir`, else the downloaded WT103 weights,
+    else deftly's own offline model."""
     from deftly.text import pretrained
 
     if fnames is not None:
@@ -206,6 +213,23 @@ def _pretrained_lm(arch: Any, fnames: Sequence[str] | None, path: Path, model_di
             raise ConfigError("pretrained_fnames is (weights file, vocabulary file), e.g. ('lstm_wt103', 'itos_wt103')")
         return pretrained.load_pretrained_files(path / model_dir, *fnames)
     return pretrained.default_pretrained_lm(arch)
+
+
+#: the config keys that fix the shape of an AWD-LSTM's weights (the rest are dropouts)
+SIZE_KEYS = ("emb_sz", "n_hid", "n_layers", "bidir")
+
+
+def _sized(config: dict[str, Any], source: dict[str, Any] | None) -> dict[str, Any]:
+    """`config` with the weight shapes of `source` (a pretrained model's config), when there is one."""
+    if not source:
+        return dict(config)
+    return dict(config, **{k: source[k] for k in SIZE_KEYS if k in source})
+
+
+def encoder_size(enc: nn.Module) -> dict[str, Any]:
+    """The shape-defining settings of an AWD-LSTM encoder."""
+    return {"emb_sz": int(enc.emb_sz), "n_hid": int(enc.n_hid), "n_layers": int(enc.n_layers),
+            "bidir": bool(getattr(enc, "n_dir", 1) == 2)}
 
 
 def language_model_learner(data: TextLMDataBunch, arch: Any = None, config: dict | None = None,
@@ -220,13 +244,19 @@ def language_model_learner(data: TextLMDataBunch, arch: Any = None, config: dict
         raise ConfigError(f"language_model_learner needs language-model data (label_for_lm), got {type(data).__name__}")
     arch = text_models.AWD_LSTM if arch is None else arch
     vocab = data.vocab
-    model = text_models.get_language_model(arch, len(vocab), config=config, drop_mult=drop_mult)
     meta = text_models.get_text_arch(arch)
+    use_pretrained = pretrained or pretrained_model is not None or pretrained_fnames is not None
+    wgts = None
+    if use_pretrained:
+        path = Path(learn_kwargs.get("path") or data.path)
+        wgts, itos, source = _pretrained_lm(arch, pretrained_fnames, path, Path(learn_kwargs.get("model_dir", "models")))
+        if config is None:  # the model takes the pretrained model's size (deftly's own is smaller than WT103's)
+            config = _sized(meta.lm_config, source)
+    model = text_models.get_language_model(arch, len(vocab), config=config, drop_mult=drop_mult)
     learn = LanguageLearner(data, model, split_func=meta.lm_split, loss_func=CrossEntropyFlat(), **learn_kwargs)
-    if pretrained or pretrained_model is not None or pretrained_fnames is not None:
+    if wgts is not None:
         from deftly.text.pretrained import match_embeds
 
-        wgts, itos = _pretrained_lm(arch, pretrained_fnames, learn.path, learn.model_dir)
         wgts = match_embeds(wgts, itos, vocab.itos)
         try:
             model.load_state_dict(wgts)
@@ -248,11 +278,23 @@ def text_classifier_learner(data: TextClasDataBunch, arch: Any = None, bptt: int
     if data.c is None:
         raise ConfigError("the data has no classes: label it (label_from_df, label_from_folder, ...)")
     arch = text_models.AWD_LSTM if arch is None else arch
-    model = text_models.get_text_classifier(arch, len(data.vocab), data.c, bptt=bptt, max_len=max_len, config=config,
-                                            drop_mult=drop_mult, lin_ftrs=lin_ftrs, ps=ps,
-                                            pad_idx=getattr(data, "pad_idx", 1))
     meta = text_models.get_text_arch(arch)
-    return RNNLearner(data, model, split_func=meta.clas_split, **learn_kwargs)
+
+    def build(cfg: dict[str, Any] | None) -> nn.Module:
+        return text_models.get_text_classifier(arch, len(data.vocab), data.c, bptt=bptt, max_len=max_len, config=cfg,
+                                               drop_mult=drop_mult, lin_ftrs=lin_ftrs, ps=ps,
+                                               pad_idx=getattr(data, "pad_idx", 1))
+
+    learn = RNNLearner(data, build(config), split_func=meta.clas_split, **learn_kwargs)
+    if config is None:
+        def rebuild(size: dict[str, Any]) -> None:
+            """Give the classifier the size of the encoder being loaded (its dropouts stay)."""
+            learn.model = build(_sized(meta.clas_config, size)).to(data.device)
+            learn.layer_groups = meta.clas_split(learn.model)
+            learn.opt = None
+
+        learn._rebuild = rebuild
+    return learn
 
 
 class TextClassificationInterpretation(ClassificationInterpretation):

@@ -250,27 +250,30 @@ def own_lm_path() -> Path:
     return deftly_home() / "models" / OWN_LM_NAME
 
 
-def load_pretrained_files(folder: str | os.PathLike, weights: str, vocab: str) -> tuple[StateDict, list[str]]:
+def load_pretrained_files(folder: str | os.PathLike, weights: str,
+                          vocab: str) -> tuple[StateDict, list[str], dict[str, Any] | None]:
     """A language model from files in `folder` (v1's `pretrained_fnames`): fastai's
-    `weights.pth` + `vocab.pkl` (converted safely), or deftly's own `weights.safetensors` + `.json`."""
+    `weights.pth` + `vocab.pkl` (converted safely; v1's default size), or deftly's own
+    `weights.safetensors` + `.json` (with its config). Returns (state, itos, config or None)."""
     folder = Path(folder)
     own = folder / f"{weights}.safetensors"
     if own.is_file():
         lm = load_pretrained_lm(own)
-        return lm.state, lm.itos
+        return lm.state, lm.itos, lm.config
     wpath = folder / (weights if weights.endswith(".pth") else f"{weights}.pth")
     ipath = folder / (vocab if vocab.endswith(".pkl") else f"{vocab}.pkl")
     for p in (wpath, ipath):
         if not p.is_file():
             raise ExportError(f"no pretrained weights file {p.name} in {folder} (pretrained_fnames names a fastai "
                               "'.pth' + '.pkl' pair, or deftly's '.safetensors' + '.json' pair, without suffixes)")
-    return convert_fastai_wt103(wpath, ipath)
+    return (*convert_fastai_wt103(wpath, ipath), None)
 
 
-def default_pretrained_lm(arch: Any = "AWD_LSTM") -> tuple[StateDict, list[str]]:
+def default_pretrained_lm(arch: Any = "AWD_LSTM") -> tuple[StateDict, list[str], dict[str, Any] | None]:
     """The pretrained English LM for `arch`: fastai's WT103 weights when they can be downloaded
-    (online), else deftly's own model pretrained on public-domain English by
-    `scripts/pretrain_lm.py`; a clear error saying what to do when neither is there."""
+    (online; v1's size, config None), else deftly's own model pretrained on public-domain English
+    by `scripts/pretrain_lm.py` (with its config); a clear error saying what to do when neither is
+    there."""
     from deftly.datasets.download import offline
     from deftly.text.models import get_text_arch
 
@@ -284,7 +287,7 @@ def default_pretrained_lm(arch: Any = "AWD_LSTM") -> tuple[StateDict, list[str]]
             folder = untar_data(meta.pretrained_url, data=False)
             pth, pkl = sorted(folder.glob("*.pth")), sorted(folder.glob("*.pkl"))
             if pth and pkl:
-                return convert_fastai_wt103(pth[0], pkl[0])
+                return (*convert_fastai_wt103(pth[0], pkl[0]), None)
             errors.append(f"{folder} holds no .pth + .pkl pair")
         except (DataError, OSError) as e:
             errors.append(f"the WT103 download failed ({e})")
@@ -293,7 +296,7 @@ def default_pretrained_lm(arch: Any = "AWD_LSTM") -> tuple[StateDict, list[str]]
         lm = load_pretrained_lm(own)
         if lm.arch != meta.name:
             raise ExportError(f"deftly's pretrained LM at {own} is a {lm.arch}, not a {meta.name}")
-        return lm.state, lm.itos
+        return lm.state, lm.itos, lm.config
     why = "; ".join(errors) or "offline (DEFTLY_OFFLINE=1)"
     raise ExportError(f"no pretrained {meta.name} language model: {why}, and deftly's own is not in {own.parent}. "
                       "Run `python scripts/pretrain_lm.py` once to pretrain it on public-domain English, "
