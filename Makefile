@@ -47,6 +47,7 @@ bench: env
 	$(PY) bench/tabular_quality.py
 	$(PY) bench/tabular_speed.py --peer
 	$(PY) bench/collab_quality.py --peer
+	$(PY) bench/tokenize_speed.py --peer
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -31,10 +31,10 @@ def save(fig_or_none, out: Path, name: str) -> None:
 def main(argv: list[str] | None = None) -> float:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("out/lesson1"))
-    p.add_argument("--size", type=int, default=64, help="image size the model sees")
+    p.add_argument("--size", type=int, default=128, help="image size the model sees")
     p.add_argument("--bs", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=2, help="epochs with the body frozen")
-    p.add_argument("--epochs2", type=int, default=4, help="epochs after unfreeze()")
+    p.add_argument("--epochs", type=int, default=3, help="epochs with the body frozen")
+    p.add_argument("--epochs2", type=int, default=6, help="epochs after unfreeze()")
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--arch", default="efficientnet_lite0")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false")

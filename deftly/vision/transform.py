@@ -413,12 +413,7 @@ class ItemResize:
             img = img.convert(convert_mode)
         if (rw, rh) != (w, h) or box != (0.0, 0.0, float(w), float(h)):
             img = img.resize((rw, rh), resample, box=box)
-        if table is not None and img.mode in ("L", "RGB"):
-            img = img.point(table.tolist() * len(img.mode))
-            table = None
-        a = np.array(img)  # a writable copy: torch shares its memory
-        if table is not None and a.dtype == np.uint8:
-            a = table[a]
+        a = np.asarray(img)
         if a.ndim == 2:
             a = a[:, :, None]
         if any(plan.pads):
@@ -426,7 +421,11 @@ class ItemResize:
             a = np.pad(a, ((top, bottom), (left, right), (0, 0)), mode=_NUMPY_PAD[self.padding_mode])
         if any(plan.shift):
             a = _shift(a, plan.shift, self.pad_mode)
-        return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+        chw = a.transpose(2, 0, 1)
+        if table is not None and a.dtype == np.uint8:
+            out = np.empty(chw.shape, np.uint8)  # the lighting table and the HWC -> CHW copy in one pass
+            return torch.from_numpy(np.take(table, chw, out=out))
+        return torch.from_numpy(np.array(chw, order="C"))  # a writable copy: torch shares its memory
 
 
 def _snap(v: float) -> float:
