@@ -3,13 +3,10 @@ server on 127.0.0.1, converted (the vocabulary pickle read without running anyth
 the data's vocabulary; a hostile pickle in the archive is refused."""
 from __future__ import annotations
 
-import functools
 import io
 import os
 import pickle
 import tarfile
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -22,26 +19,6 @@ from deftly.text.transform import default_spec_tok
 
 TINY = dict(emb_sz=16, n_hid=24, n_layers=2)
 WORDS = ["the", "dress", "i", "love", "it", ".", ",", "and", "a", "is"]
-
-
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def served(tmp_path):
-    """A static file server on 127.0.0.1 over tmp_path/www; yields (folder, base URL)."""
-    www = tmp_path / "www"
-    www.mkdir()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(www)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def _archive(state: dict, itos_pickle: bytes) -> bytes:
@@ -75,13 +52,13 @@ def online(monkeypatch, tmp_path):
     monkeypatch.setenv("DEFTLY_PROGRESS", "0")
 
 
-def test_wt103_style_weights_are_downloaded_converted_and_matched(served, online, imdb, tmp_path, one_thread):
-    www, base = served
+def test_wt103_style_weights_are_downloaded_converted_and_matched(file_server, online, imdb, tmp_path, one_thread):
+    files, base = file_server
     torch.manual_seed(0)
     itos = default_spec_tok + WORDS
     model = get_language_model(AWD_LSTM, len(itos), config=dict(awd_lstm_lm_config, **TINY))
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    (www / "wt103-fwd.tgz").write_bytes(_archive(state, pickle.dumps(itos)))
+    files.files["/wt103-fwd.tgz"] = _archive(state, pickle.dumps(itos))
     arch = _tiny_arch("TINY_AWD_DL", f"{base}/wt103-fwd")
 
     data = (TextList.from_csv(imdb, "texts.csv", cols="text").split_by_rand_pct(0.1, seed=1)
@@ -99,10 +76,10 @@ def test_wt103_style_weights_are_downloaded_converted_and_matched(served, online
     assert list((tmp_path / "home" / "models").rglob("lstm_fwd.pth"))  # cached where untar_data(data=False) puts models
 
 
-def test_a_hostile_vocabulary_pickle_is_refused(served, online, imdb, tmp_path, monkeypatch, one_thread):
-    www, base = served
+def test_a_hostile_vocabulary_pickle_is_refused(file_server, online, imdb, tmp_path, monkeypatch, one_thread):
+    files, base = file_server
     model = get_language_model(AWD_LSTM, len(default_spec_tok) + len(WORDS), config=dict(awd_lstm_lm_config, **TINY))
-    (www / "wt103-fwd.tgz").write_bytes(_archive(model.state_dict(), pickle.dumps([*default_spec_tok, _Boom()])))
+    files.files["/wt103-fwd.tgz"] = _archive(model.state_dict(), pickle.dumps([*default_spec_tok, _Boom()]))
     arch = _tiny_arch("TINY_AWD_HOSTILE", f"{base}/wt103-fwd")
     monkeypatch.chdir(tmp_path)
     data = (TextList.from_csv(imdb, "texts.csv", cols="text").split_by_rand_pct(0.1, seed=1)

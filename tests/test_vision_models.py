@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -165,41 +163,6 @@ def test_offline_resnet34_weights_give_a_clear_config_error(home, monkeypatch):
     assert not (home / "models").exists() or not any((home / "models").iterdir())
 
 
-class _Files:
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.requests: list[str] = []
-
-
-@pytest.fixture
-def server():
-    files = _Files()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            files.requests.append(self.path)
-            body = files.files.get(self.path)
-            if body is None:
-                self.send_error(404, "not here")
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield files, f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 def _saved_state(model: nn.Module) -> bytes:
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
@@ -210,8 +173,8 @@ def _tiny_net() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
 
 
-def test_weights_download_from_a_local_server_then_load_from_the_cache(home, server, monkeypatch):
-    files, base = server
+def test_weights_download_from_a_local_server_then_load_from_the_cache(home, file_server, monkeypatch):
+    files, base = file_server
     monkeypatch.delenv("DEFTLY_OFFLINE", raising=False)
     monkeypatch.setenv("DEFTLY_WEIGHTS_URL", base)
     torch.manual_seed(1)
@@ -235,8 +198,8 @@ def test_weights_download_from_a_local_server_then_load_from_the_cache(home, ser
     assert torch.equal(again.fc.weight, source_model.fc.weight)
 
 
-def test_full_sha256_is_checked(home, server, monkeypatch):
-    files, base = server
+def test_full_sha256_is_checked(home, file_server, monkeypatch):
+    files, base = file_server
     monkeypatch.delenv("DEFTLY_OFFLINE", raising=False)
     monkeypatch.setenv("DEFTLY_WEIGHTS_URL", base)
     body = _saved_state(_tiny_net())
@@ -251,8 +214,8 @@ def test_full_sha256_is_checked(home, server, monkeypatch):
     assert not (models_dir() / "tiny.pth").exists()
 
 
-def test_wrong_checksum_is_rejected_and_not_cached(home, server, monkeypatch):
-    files, base = server
+def test_wrong_checksum_is_rejected_and_not_cached(home, file_server, monkeypatch):
+    files, base = file_server
     monkeypatch.delenv("DEFTLY_OFFLINE", raising=False)
     monkeypatch.setenv("DEFTLY_WEIGHTS_URL", base)
     files.files["/resnet18-f37072fd.pth"] = _saved_state(models.resnet18(pretrained=False))  # not the real file
@@ -262,8 +225,8 @@ def test_wrong_checksum_is_rejected_and_not_cached(home, server, monkeypatch):
     assert not list((home / "models").glob("*.part"))
 
 
-def test_weights_that_do_not_fit_give_a_config_error(home, server, monkeypatch):
-    files, base = server
+def test_weights_that_do_not_fit_give_a_config_error(home, file_server, monkeypatch):
+    files, base = file_server
     monkeypatch.delenv("DEFTLY_OFFLINE", raising=False)
     monkeypatch.setenv("DEFTLY_WEIGHTS_URL", base)
     files.files["/other.pth"] = _saved_state(nn.Linear(3, 3))
