@@ -17,9 +17,9 @@ def mnist_sample():
 
 @pytest.fixture(scope="session")
 def data_home(tmp_path_factory):
-    """The bundled samples (mnist_tiny, mnist_sample, pets, planet_tiny, imdb_sample) extracted
-    offline, once per session, into a fresh DEFTLY_HOME: {'tiny': path, 'sample': ..., 'pets': ...,
-    'planet': ..., 'imdb': ...}."""
+    """The bundled samples (mnist_tiny, mnist_sample, pets, planet_tiny, imdb_sample, adult_sample,
+    chicago_ridership) extracted offline, once per session, into a fresh DEFTLY_HOME: {'tiny': path,
+    'sample': ..., 'pets': ..., 'planet': ..., 'imdb': ..., 'adult': ..., 'chicago': ...}."""
     from deftly.datasets import URLs, untar_data
 
     home = tmp_path_factory.mktemp("deftly_home")
@@ -29,7 +29,8 @@ def data_home(tmp_path_factory):
         return {name: untar_data(url, show_progress=False)
                 for name, url in (("tiny", URLs.MNIST_TINY), ("sample", URLs.MNIST_SAMPLE),
                                   ("pets", URLs.PETS), ("planet", URLs.PLANET_TINY),
-                                  ("imdb", URLs.IMDB_SAMPLE))}
+                                  ("imdb", URLs.IMDB_SAMPLE), ("adult", URLs.ADULT_SAMPLE),
+                                  ("chicago", URLs.CHICAGO_RIDERSHIP))}
 
 
 @pytest.fixture(scope="session")

@@ -17,14 +17,9 @@ PROCS = [FillMissing, Categorify, Normalize]
 
 
 @pytest.fixture(scope="module")
-def adult(tmp_path_factory):
+def adult(data_home):
     """(path, first 3,000 rows of the bundled adult.csv)."""
-    from deftly.datasets import URLs, untar_data
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEFTLY_HOME", str(tmp_path_factory.mktemp("tab_home")))
-        mp.setenv("DEFTLY_OFFLINE", "1")
-        path = untar_data(URLs.ADULT_SAMPLE, show_progress=False)
+    path = data_home["adult"]
     return path, pd.read_csv(path / "adult.csv").iloc[:3000]
 
 

@@ -11,14 +11,9 @@ V1_PARTS = ["Year", "Month", "Week", "Day", "Dayofweek", "Dayofyear", "Is_month_
 
 
 @pytest.fixture(scope="module")
-def chicago(tmp_path_factory):
+def chicago(data_home):
     """ridership.csv (date, station, rides) and weather.csv of the bundled Chicago sample."""
-    from deftly.datasets import URLs, untar_data
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEFTLY_HOME", str(tmp_path_factory.mktemp("tab_home")))
-        mp.setenv("DEFTLY_OFFLINE", "1")
-        path = untar_data(URLs.CHICAGO_RIDERSHIP, show_progress=False)
+    path = data_home["chicago"]
     return pd.read_csv(path / "ridership.csv"), pd.read_csv(path / "weather.csv")
 
 

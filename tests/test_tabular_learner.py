@@ -20,19 +20,10 @@ CONT = ["age", "fnlwgt", "education-num"]
 PROCS = [FillMissing, Categorify, Normalize]
 
 
-def _untar(tmp_path_factory, url_name):
-    from deftly.datasets import URLs, untar_data
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEFTLY_HOME", str(tmp_path_factory.mktemp("tab_home")))
-        mp.setenv("DEFTLY_OFFLINE", "1")
-        return untar_data(getattr(URLs, url_name), show_progress=False)
-
-
 @pytest.fixture(scope="module")
-def adult_data(tmp_path_factory):
+def adult_data(data_home):
     """6,000 rows of the bundled adult.csv; rows 5,000-5,999 validate; a test set of 100 rows."""
-    path = _untar(tmp_path_factory, "ADULT_SAMPLE")
+    path = data_home["adult"]
     df = pd.read_csv(path / "adult.csv").iloc[:6000]
     data = (TabularList.from_df(df, path=path, cat_names=CAT, cont_names=CONT, procs=PROCS)
             .split_by_idx(range(5000, 6000)).label_from_df(cols=DEP)
@@ -134,10 +125,10 @@ def test_show_results_table(trained, capsys):
 
 
 @pytest.fixture(scope="module")
-def ridership(tmp_path_factory):
+def ridership(data_home):
     """A Rossmann-style table: 4 stations' daily entries (days with >= 100 rides: Rossmann drops
     closed days) joined to the day's weather, dates expanded with add_datepart."""
-    path = _untar(tmp_path_factory, "CHICAGO_RIDERSHIP")
+    path = data_home["chicago"]
     rides, weather = pd.read_csv(path / "ridership.csv"), pd.read_csv(path / "weather.csv")
     stations = sorted(rides["station"].unique())[:4]
     df = rides[rides["station"].isin(stations) & (rides["rides"] >= 100)].merge(weather, on="date")

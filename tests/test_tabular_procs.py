@@ -15,14 +15,9 @@ CONT = ["age", "fnlwgt", "education-num"]
 
 
 @pytest.fixture(scope="module")
-def adult(tmp_path_factory):
+def adult(data_home):
     """The first 4,000 rows of the bundled adult.csv (education-num and occupation have NaNs)."""
-    from deftly.datasets import URLs, untar_data
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEFTLY_HOME", str(tmp_path_factory.mktemp("tab_home")))
-        mp.setenv("DEFTLY_OFFLINE", "1")
-        path = untar_data(URLs.ADULT_SAMPLE, show_progress=False)
+    path = data_home["adult"]
     return pd.read_csv(path / "adult.csv").iloc[:4000]
 
 

@@ -174,6 +174,27 @@ class CollabDataBunch(DataBunch):
         bunch.train_idx, bunch.valid_idx = train_idx, valid_idx  # row positions in `ratings`
         return bunch
 
+    @classmethod
+    def single_from_classes(cls, classes: Mapping[Any, Sequence[Any]], names: Sequence[Any],
+                            path: str | os.PathLike = ".", device: torch.device | str | None = None) -> "CollabDataBunch":
+        """An empty DataBunch that knows the user and item classes (`#na#` first, as `data.classes`)
+        and the (user, item, rating) column names: enough for `predict` (what `load_learner` builds)."""
+        names = tuple(names)
+        if len(names) != 3:
+            raise ConfigError(f"names must be the (user, item, rating) columns, got {names!r}")
+        index, lists = {}, {}
+        for name in names[:2]:
+            values = list(classes[name])
+            if not values or values[0] != NA:
+                raise ConfigError(f"the classes of {name!r} must start with {NA!r}, as data.classes does")
+            index[name], lists[name] = pd.Index(values[1:]), values
+        empty = torch.zeros(0, dtype=torch.long)
+        train_ds = CollabDataset(empty, empty.clone(), torch.zeros(0), lists, names)
+        bunch = cls(tensor_loader(train_ds, 1), None, device=device, path=path, c=1)
+        bunch._index = index
+        bunch.train_idx = bunch.valid_idx = np.zeros(0, dtype=np.int64)
+        return bunch
+
     @staticmethod
     def _test_set(test: pd.DataFrame, index: dict[str, pd.Index], classes: dict[str, list],
                   names: tuple[str, str, str]) -> CollabDataset:

@@ -48,6 +48,10 @@ class EmbeddingDotBias(nn.Module):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{what} must be a positive integer, got {value!r}")
         self.y_range = _check_range(y_range)
+        #: the arguments as plain data, so an exported learner can rebuild this model (deftly.export)
+        self.arch_spec = {"name": "deftly.collab.EmbeddingDotBias", "args": [], "kwargs": dict(
+            n_factors=n_factors, n_users=n_users, n_items=n_items,
+            y_range=None if self.y_range is None else list(self.y_range))}
         self.u_weight, self.i_weight, self.u_bias, self.i_bias = (
             embedding(*shape) for shape in ((n_users, n_factors), (n_items, n_factors), (n_users, 1), (n_items, 1)))
 
@@ -83,6 +87,11 @@ class EmbeddingNN(nn.Module):
         self.emb_drop = nn.Dropout(emb_drop)
         self.n_emb = sum(e.embedding_dim for e in self.embeds)
         self.y_range = _check_range(y_range)
+        #: the arguments as plain data, so an exported learner can rebuild this model (deftly.export)
+        self.arch_spec = {"name": "deftly.collab.EmbeddingNN", "args": [], "kwargs": dict(
+            emb_szs=[[int(ni), int(nf)] for ni, nf in emb_szs], layers=[int(n) for n in layers],
+            ps=[float(p) for p in ps], emb_drop=float(emb_drop),
+            y_range=None if self.y_range is None else list(self.y_range), use_bn=bool(use_bn), bn_final=bool(bn_final))}
         sizes = [self.n_emb, *layers, 1]
         actns: list[nn.Module | None] = [nn.ReLU(inplace=True) for _ in range(len(sizes) - 2)] + [None]
         blocks: list[nn.Module] = []

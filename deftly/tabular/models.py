@@ -41,6 +41,11 @@ class TabularModel(nn.Module):
         super().__init__()
         layers = [int(n) for n in layers]
         ps = _ps(ps, len(layers))
+        yr = None if y_range is None else [float(v) for v in (y_range.tolist() if isinstance(y_range, Tensor) else y_range)]
+        #: the arguments as plain data, so an exported learner can rebuild this model (deftly.export)
+        self.arch_spec = {"name": "deftly.tabular.TabularModel", "args": [], "kwargs": dict(
+            emb_szs=[[int(ni), int(nf)] for ni, nf in emb_szs], n_cont=int(n_cont), out_sz=int(out_sz), layers=layers,
+            ps=ps, emb_drop=float(emb_drop), y_range=yr, use_bn=bool(use_bn), bn_final=bool(bn_final))}
         self.embeds = nn.ModuleList([embedding(ni, nf) for ni, nf in emb_szs])
         self.emb_drop = nn.Dropout(emb_drop)
         self.bn_cont = nn.BatchNorm1d(n_cont)

@@ -498,6 +498,8 @@ def get_language_model(arch: str | type | TextArch, vocab_sz: int, config: dict[
                        drop_mult: float = 1.0) -> SequentialRNN:
     """An encoder + LinearDecoder language model; every `*_p` dropout of `config` times `drop_mult`."""
     meta = get_text_arch(arch)
+    spec = _spec("deftly.text.language_model", arch=meta.name, vocab_sz=int(vocab_sz),
+                 config=meta.lm_config if config is None else config, drop_mult=float(drop_mult))
     config = _scaled_config(meta.lm_config if config is None else config, drop_mult)
     tie_weights, output_p, out_bias = (config.pop("tie_weights", True), config.pop("output_p", 0.1),
                                        config.pop("out_bias", True))
@@ -507,7 +509,14 @@ def get_language_model(arch: str | type | TextArch, vocab_sz: int, config: dict[
     decoder = LinearDecoder(vocab_sz, n_hid, output_p, tie_encoder=encoder.encoder if tie_weights else None,
                             bias=out_bias)
     model = SequentialRNN(encoder, decoder)
+    model.arch_spec = spec
     return model if init is None else model.apply(init)
+
+
+def _spec(name: str, config: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """How to rebuild a model (deftly.export) as plain data; an `init` function is left out (the
+    exported weights replace what it did)."""
+    return {"name": name, "args": [], "kwargs": dict(kwargs, config={k: v for k, v in config.items() if k != "init"})}
 
 
 def get_text_classifier(arch: str | type | TextArch, vocab_sz: int, n_class: int, bptt: int = 70,
@@ -517,9 +526,13 @@ def get_text_classifier(arch: str | type | TextArch, vocab_sz: int, n_class: int
     """MultiBatchEncoder over the encoder + PoolingLinearClassifier head (hidden sizes `lin_ftrs`,
     default [50], dropouts `ps`, default [0.1], after the config's `output_p` on the pooled features)."""
     meta = get_text_arch(arch)
-    config = _scaled_config(meta.clas_config if config is None else config, drop_mult)
     lin_ftrs = [50] if lin_ftrs is None else list(lin_ftrs)
     ps = [0.1] if ps is None else list(ps)
+    spec = _spec("deftly.text.classifier", arch=meta.name, vocab_sz=int(vocab_sz), n_class=int(n_class),
+                 config=meta.clas_config if config is None else config, bptt=int(bptt), max_len=int(max_len),
+                 drop_mult=float(drop_mult), lin_ftrs=[int(n) for n in lin_ftrs], ps=[float(p) for p in ps],
+                 pad_idx=int(pad_idx))
+    config = _scaled_config(meta.clas_config if config is None else config, drop_mult)
     init = config.pop("init", None)
     output_p = config.pop("output_p", 0.4)
     for key in ("tie_weights", "out_bias"):  # LM-only keys, harmless in a classifier config
@@ -529,4 +542,5 @@ def get_text_classifier(arch: str | type | TextArch, vocab_sz: int, n_class: int
     layers = [n_hid * 3, *lin_ftrs, n_class]
     model = SequentialRNN(MultiBatchEncoder(bptt, max_len, encoder, pad_idx=pad_idx),
                           PoolingLinearClassifier(layers, [output_p, *ps]))
+    model.arch_spec = spec
     return model if init is None else model.apply(init)

@@ -500,6 +500,19 @@ class Learner:
                 raise ExportError(f"the optimizer state in {source} does not fit this learner's "
                                   f"param groups (were the layer groups changed?): {e}") from e
 
+    def export(self, fname: str | Path = "export.pkl", destroy: bool = False) -> Path:
+        """Write this learner as one file, `path/fname` (a JSON manifest and safetensors weights; no
+        pickle), for `load_learner`; returns its path. With `destroy`, the model, optimizer and data
+        are released afterwards (v1) and this learner cannot be used any more."""
+        from deftly.export import export_learner  # the export layer sits above the applications
+
+        file = export_learner(self, fname)
+        if destroy:
+            self.opt, self.model, self.data, self.layer_groups = None, None, None, []
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        return file
+
     # --- inspection --------------------------------------------------------------------------------
     def summary(self) -> str:
         """Layers, output shapes, parameter counts and whether they train, from one batch."""

@@ -81,11 +81,17 @@ def create_cnn_model(base_arch: ArchLike, nc: int, cut: Cut | None = None, pretr
                      custom_head: nn.Module | None = None, bn_final: bool = False,
                      concat_pool: bool = True) -> nn.Sequential:
     """`nn.Sequential(body, head)`: the arch's (pretrained) body and a new head with `nc` outputs."""
-    body = create_body(base_arch, pretrained, cut)
+    arch = get_arch(base_arch)
+    body = create_body(arch, pretrained, cut)
     if custom_head is not None:
-        return nn.Sequential(body, custom_head)
+        return nn.Sequential(body, custom_head)  # a custom head is not data: such a model has no arch_spec
     head = create_head(num_features_model(body), nc, lin_ftrs, ps, concat_pool, bn_final)
-    return nn.Sequential(body, head)
+    model = nn.Sequential(body, head)
+    if cut is None or isinstance(cut, int):  # how to rebuild it (deftly.export), as plain data
+        model.arch_spec = {"name": "deftly.vision.cnn", "args": [], "kwargs": dict(
+            arch=arch.name, nc=int(nc), cut=cut, lin_ftrs=None if lin_ftrs is None else list(lin_ftrs),
+            ps=ps if isinstance(ps, (int, float)) else list(ps), bn_final=bn_final, concat_pool=concat_pool)}
+    return model
 
 
 def cnn_learner(data: Any, base_arch: ArchLike, cut: Cut | None = None, pretrained: bool = True,
