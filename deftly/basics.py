@@ -17,11 +17,11 @@ from deftly.core import (
 )
 from deftly.data import *  # noqa: F401,F403
 from deftly.data import __all__ as _data_all
-from deftly.datasets import URLs, download_url, untar_data
+from deftly.datasets import URLs, download_images, download_url, untar_data, verify_images
 from deftly.export import load_learner
 from deftly.train import *  # noqa: F401,F403  (this module exists to re-export)
 from deftly.train import __all__ as _train_all
 
 __all__ = ["ConfigError", "DataError", "DeftlyError", "ExportError", "F", "Path", "TrainingError", "URLs",
-           "defaults", "download_url", "load_learner", "nn", "np", "optim", "partial", "pd", "plt", "re", "set_seed",
-           "tensor", "torch", "untar_data", *_data_all, *_train_all]
+           "defaults", "download_images", "download_url", "load_learner", "nn", "np", "optim", "partial", "pd",
+           "plt", "re", "set_seed", "tensor", "torch", "untar_data", "verify_images", *_data_all, *_train_all]

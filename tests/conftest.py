@@ -98,12 +98,15 @@ def close_figures():
 @pytest.fixture
 def file_server():
     """A file server on 127.0.0.1 for download tests: yields (files, base URL); put bytes in
-    `files.files['/path']`, read what was asked in `files.requests`. Anything else is a 404."""
+    `files.files['/path']`, read what was asked in `files.requests`. Paths in `files.slow` answer
+    after `files.delay` seconds, paths in `files.flaky` answer 503 that many times first; anything
+    else is a 404."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from types import SimpleNamespace
 
-    files = SimpleNamespace(files={}, requests=[])
+    release = threading.Event()
+    files = SimpleNamespace(files={}, requests=[], slow=set(), delay=3.0, flaky={})
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:  # keep test output quiet
@@ -111,14 +114,23 @@ def file_server():
 
         def do_GET(self) -> None:
             files.requests.append(self.path)
-            body = files.files.get(self.path)
-            if body is None:
-                self.send_error(404, "not here")
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                if self.path in files.slow:
+                    release.wait(files.delay)
+                if files.flaky.get(self.path, 0) > 0:
+                    files.flaky[self.path] -= 1
+                    self.send_error(503, "try again")
+                    return
+                body = files.files.get(self.path)
+                if body is None:
+                    self.send_error(404, "not here")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up on a slow answer
+                pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -126,5 +138,6 @@ def file_server():
     try:
         yield files, f"http://127.0.0.1:{httpd.server_address[1]}"
     finally:
+        release.set()
         httpd.shutdown()
         httpd.server_close()
