@@ -264,19 +264,31 @@ class CollabDataBunch(DataBunch):
     def one_item(self, item: Any) -> tuple[tuple[Tensor, Tensor], Tensor]:
         """A batch of one (user, item) pair for `predict`: a row (Series or dict with the user and
         item columns, as v1 takes `df.iloc[i]`) or a pair `(user_id, item_id)`."""
+        return self.items_batch([item])
+
+    def items_batch(self, items: Sequence[Any]) -> tuple[tuple[Tensor, Tensor], Tensor]:
+        """One batch of several (user, item) pairs or rows (for `predict` on a list)."""
+        pairs = [self._pair(item) for item in items]
+        users = self.codes([u for u, _ in pairs], is_item=False)
+        its = self.codes([i for _, i in pairs], is_item=True)
+        device = None if self.device.type == "cpu" else self.device
+        return to_device(((users, its), torch.zeros(len(pairs))), device)
+
+    def is_item_list(self, item: Any) -> bool:
+        """A list of pairs or rows is several items; a list of two ids is one pair (user, item)."""
+        return isinstance(item, list) and not (len(item) == 2 and not any(_is_pair(o) for o in item))
+
+    def _pair(self, item: Any) -> tuple[Any, Any]:
+        """(user id, item id) of a row or a pair."""
         if isinstance(item, (pd.Series, Mapping)):
             for name, role in zip(self.names[:2], ("user", "item")):
                 if name not in item:
                     raise DataError(f"predict: the row has no {role} column {name!r}; it has {list(item.keys())}")
-            user, it = item[self.user_name], item[self.item_name]
-        elif isinstance(item, Sequence) and not isinstance(item, str) and len(item) == 2:
-            user, it = item
-        else:
-            raise DataError(f"predict needs a (user, item) pair or a row with columns {self.user_name!r} and "
-                            f"{self.item_name!r}, got {item!r}")
-        users, items = self.codes([user], is_item=False), self.codes([it], is_item=True)
-        device = None if self.device.type == "cpu" else self.device
-        return to_device(((users, items), torch.zeros(1)), device)
+            return item[self.user_name], item[self.item_name]
+        if _is_pair(item) and len(item) == 2:
+            return item[0], item[1]
+        raise DataError(f"predict needs a (user, item) pair or a row with columns {self.user_name!r} and "
+                        f"{self.item_name!r}, got {item!r}")
 
     # --- display ------------------------------------------------------------------------------------
     def show_batch(self, rows: int = 5, ds_type: DatasetType = DatasetType.Train, **kwargs: Any) -> None:
@@ -286,6 +298,11 @@ class CollabDataBunch(DataBunch):
         n = min(rows, len(y))
         view = CollabDataset(users[:n], items[:n], y[:n], ds.classes, ds.names)
         _show_table(view.frame())
+
+
+def _is_pair(o: Any) -> bool:
+    """Whether `o` can be a (user, item) pair or row rather than one id."""
+    return isinstance(o, (pd.Series, Mapping)) or (isinstance(o, Sequence) and not isinstance(o, (str, bytes)))
 
 
 def _show_table(df: pd.DataFrame) -> None:

@@ -189,16 +189,44 @@ class DataBunch:
 
     def one_item(self, item: Any) -> tuple[Any, Any]:
         """A batch of one item (e.g. an Image) prepared like the validation set, for `predict`."""
+        ll = self._predict_list()
+        return self._predict_batch(ll, self.stack_items([ll.encode_x(ll.x.from_object(item))]), 1)
+
+    def items_batch(self, items: Sequence[Any]) -> tuple[Any, Any]:
+        """One batch of several items, each prepared as `one_item` prepares it (for `predict` on a list)."""
+        ll = self._predict_list()
+        xs = [ll.encode_x(ll.x.from_object(item)) for item in items]
+        return self._predict_batch(ll, self.stack_items(xs), len(xs))
+
+    def is_item_list(self, item: Any) -> bool:
+        """Whether `predict(item)` means several items (a list) rather than one."""
+        return isinstance(item, list)
+
+    def stack_items(self, xs: Sequence[Any]) -> Any:
+        """Prepared inputs of several items as one batch (they must have the same shape)."""
+        shapes = {tuple(x.shape) for x in xs}
+        if len(shapes) > 1:
+            raise DataError(f"the items of a batch have different sizes {sorted(shapes)[:3]}; resize them alike "
+                            "(size= in transform()) or predict them one at a time")
+        return torch.stack(list(xs))
+
+    def _predict_list(self) -> Any:
         single = getattr(self, "single_ds", None)
         ll = single if single is not None else self.label_list
         if not hasattr(ll, "encode_x"):
             raise DataError(f"one_item needs data built with the data block API, not {type(ll).__name__}")
-        x = ll.encode_x(ll.x.from_object(item))
+        return ll
+
+    def _predict_batch(self, ll: Any, xb: Any, n: int) -> tuple[Any, Any]:
+        """`xb` moved to the device with the validation batch steps applied (normalize, dl_tfms)."""
         dl = self.valid_dl if self.valid_dl is not None else self.train_dl
-        added = [t for t in dl.tfms if t not in getattr(dl.dataset, "batch_tfms", [])]  # normalize, dl_tfms
-        batch = to_device((x[None], torch.zeros(1, dtype=torch.long)), dl.device)
-        for tfm in [*getattr(ll, "batch_tfms", []), *added]:
+        own = getattr(dl.dataset, "batch_tfms", [])
+        batch = to_device((xb, torch.zeros(n, dtype=torch.long)), dl.device)
+        for tfm in getattr(ll, "batch_tfms", []):
             batch = tfm(batch)
+        for tfm in dl.tfms:
+            if tfm not in own:
+                batch = tfm(batch)
         return batch
 
     def tta_dl(self, ds_type: DatasetType = DatasetType.Valid) -> DeviceDataLoader:

@@ -328,12 +328,18 @@ class TabularDataBunch(DataBunch):
 
     def one_item(self, item: Any) -> tuple[Any, Tensor]:
         """A batch of one row processed with the fitted processors (for `predict`): no DataLoader."""
-        codes, conts = self.processor.transform_row(item)
+        return self._rows_batch(*self.processor.transform_row(item))
+
+    def items_batch(self, items: Sequence[Any]) -> tuple[Any, Tensor]:
+        """One batch of several rows (Series, dicts or one-row DataFrames), processed together."""
+        return self._rows_batch(*self.processor.transform_rows(items))
+
+    def _rows_batch(self, codes: np.ndarray, conts: np.ndarray) -> tuple[Any, Tensor]:
         dev = self.train_dl.device
         x = (torch.from_numpy(codes), torch.from_numpy(conts))
         if dev is not None:
             x = tuple(t.to(dev) for t in x)
-        return x, torch.zeros(1, dtype=torch.long)
+        return x, torch.zeros(len(codes), dtype=torch.long)
 
     # --- display -----------------------------------------------------------------------------------
     def decode_batch(self, x: tuple[Tensor, Tensor], y: Tensor | None, ds_type: DatasetType = DatasetType.Train,

@@ -123,6 +123,17 @@ class TabularProcessor:
 
     def transform_row(self, row: Any) -> tuple[np.ndarray, np.ndarray]:
         """One row (a pandas Series, a dict, or a one-row DataFrame) as arrays of shape (1, n)."""
+        return self.transform(self._row_frame(row))
+
+    def transform_rows(self, rows: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Several rows (each as `transform_row` takes it) as arrays of shape (len(rows), n), in one pass."""
+        cols = self.input_cat_names + self.input_cont_names
+        frames = [self._row_frame(row, i)[cols] for i, row in enumerate(rows)]
+        return self.transform(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0])
+
+    def _row_frame(self, row: Any, i: int | None = None) -> pd.DataFrame:
+        """One row as a one-row DataFrame holding every input column (`i`: its place in a list, for errors)."""
+        where = "" if i is None else f"row {i} of the list: "
         if isinstance(row, pd.DataFrame):
             df = row
         elif isinstance(row, pd.Series):
@@ -130,15 +141,15 @@ class TabularProcessor:
         elif isinstance(row, dict):
             df = pd.DataFrame({k: [v] for k, v in row.items()})
         else:
-            raise DataError(f"a tabular row must be a pandas Series, a dict or a one-row DataFrame, "
+            raise DataError(f"{where}a tabular row must be a pandas Series, a dict or a one-row DataFrame, "
                             f"got {type(row).__name__}")
         if len(df) != 1:
-            raise DataError(f"predict takes one row, got {len(df)}")
+            raise DataError(f"{where}predict takes one row, got {len(df)}")
         missing = [n for n in self.input_cat_names + self.input_cont_names if n not in df.columns]
         if missing:
-            raise DataError(f"the row has no value for column(s) {missing}; the model needs "
+            raise DataError(f"{where}the row has no value for column(s) {missing}; the model needs "
                             f"{self.input_cat_names + self.input_cont_names}")
-        return self.transform(df)
+        return df
 
     # --- what the arrays mean ---------------------------------------------------------------------
     @property

@@ -562,6 +562,19 @@ class TextLMDataBunch(TextDataBunch):
 class TextClasDataBunch(TextDataBunch):
     """Classifier data: documents of similar length per batch, padded with `xxpad` at the start."""
 
+    def stack_items(self, xs: Sequence[Any]) -> Tensor:
+        """Documents of any lengths as one batch, padded with `xxpad` at the start (the classifier's
+        encoder runs each document's own tokens from a zero state, so padding does not change them)."""
+        pad_idx = getattr(self, "pad_idx", 1)
+        backwards = getattr(self, "backwards", False)  # a backwards model reads each text reversed, as in training
+        longest = max((len(x) for x in xs), default=0)
+        out = torch.full((len(xs), longest), pad_idx, dtype=torch.long)
+        for i, x in enumerate(xs):
+            if len(x):
+                x = torch.as_tensor(x)
+                out[i, longest - len(x):] = x.flip(0) if backwards else x
+        return out
+
 
 TextList._bunch = TextDataBunch
 

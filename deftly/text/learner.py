@@ -105,6 +105,12 @@ class RNNLearner(Learner):
         _reset(self.model)
         return super().pred_batch(ds_type, batch, reconstruct, activ)
 
+
+    def _infer(self, batch: Any) -> Tensor:
+        """`predict`'s forward pass, from a fresh hidden state."""
+        _reset(self.model)
+        return super()._infer(batch)
+
     # --- the encoder -----------------------------------------------------------------------------
     def _encoder(self) -> nn.Module:
         """The AWD-LSTM inside the model (the LM's first part, the classifier's MultiBatchEncoder module)."""

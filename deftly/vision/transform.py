@@ -640,6 +640,8 @@ class BatchAugment:
         """Augment a batch (B, C, H, W); returns (float images in [0, 1], y moved when tfm_y)."""
         if x.ndim != 4:
             raise DataError(f"BatchAugment needs a (B, C, H, W) batch, got shape {tuple(x.shape)}")
+        if not self.tfms:  # the validation step: nothing to draw, only the float conversion
+            return _to_float(x), y
         return self.apply(x, y, self.sample(x.shape[0], tuple(x.shape[-2:])))
 
     def apply(self, x: Tensor, y: Any, params: AugmentParams) -> tuple[Tensor, Any]:
