@@ -48,6 +48,7 @@ bench: env
 	$(PY) bench/tabular_speed.py --peer
 	$(PY) bench/collab_quality.py --peer
 	$(PY) bench/tokenize_speed.py --peer
+	$(PY) bench/predict_latency.py --peer
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
