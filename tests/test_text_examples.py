@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-SMALL = ["--emb-sz", "32", "--n-hid", "64", "--n-layers", "2", "--bs", "64", "--clas-epochs", "8",
+# small random-init models (the shipped pretrained LM would make the run several times longer)
+SMALL = ["--no-pretrained", "--emb-sz", "32", "--n-hid", "64", "--n-layers", "2", "--bs", "64", "--clas-epochs", "8",
          "--final-lr", "2e-2", "--drop-mult", "0.1"]
 
 
@@ -33,7 +34,6 @@ def test_lesson3_imdb_sample(run_example, tmp_path):
     assert "['xxunk', 'xxpad', 'xxbos', 'xxeos', 'xxfld', 'xxmaj', 'xxup', 'xxrep', 'xxwrep'," in out
     assert re.search(r"^tensor\(\[\s*2,", out, re.M)  # data.train_ds[0][0].data[:10] starts with xxbos's id
     assert "TextClasDataBunch(train: 800 items; valid: 200 items" in out  # split_from_df(col=2)
-    assert "note: no pretrained language model here" in out and "scripts/pretrain_lm.py" in out
     assert "AWD_LSTM emb_sz=32 n_hid=64 n_layers=2, random weights" in out
     m = re.search(r"language model: valid_loss=([\d.]+) \(a uniform guess: ([\d.]+)\)", out)
     assert m and float(m.group(1)) < float(m.group(2)) - 1, out
@@ -49,7 +49,6 @@ def test_lesson3_imdb_sample(run_example, tmp_path):
 
 def test_lesson4_ulmfit(run_example, tmp_path):
     out = run_example("lesson4_ulmfit.py", tmp_path, *SMALL, "--epochs", "1")
-    assert "note: no pretrained language model here" in out
     lm_rows = _show_batch_rows(out, "idx\ttext")  # TextLMDataBunch.load(path, 'tmp_lm').show_batch()
     assert [r.split("\t")[0] for r in lm_rows] == ["0", "1", "2", "3", "4"]
     m = re.search(r"language model: valid_loss ([\d.]+) -> ([\d.]+), accuracy=([\d.]+) \(a uniform guess: ([\d.]+)\)",
@@ -85,6 +84,7 @@ def test_examples_default_to_pretrained_weights_when_they_are_here(tmp_path, mon
     monkeypatch.setenv("DEFTLY_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DEFTLY_OFFLINE", "1")
     monkeypatch.setenv("DEFTLY_PROGRESS", "0")
+    monkeypatch.setattr("deftly.text.pretrained.SHIPPED_LM", tmp_path / "not_shipped")  # as if none shipped
     lesson3 = load_example("lesson3_imdb_sample.py")
     argv = ["--out", str(tmp_path / "out"), "--epochs", "0", "--clas-epochs", "1", "--bs", "64"]
     with pytest.raises(ExportError, match=r"scripts/pretrain_lm\.py"):  # asked for, but there are none

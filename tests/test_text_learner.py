@@ -270,10 +270,28 @@ def test_pretrained_offline_without_weights_says_what_to_do(data_lm, tmp_path, m
 
     monkeypatch.setenv("DEFTLY_HOME", str(tmp_path / "empty_home"))
     monkeypatch.setenv("DEFTLY_OFFLINE", "1")
+    monkeypatch.setattr("deftly.text.pretrained.SHIPPED_LM", tmp_path / "not_shipped")  # as if none shipped
     with pytest.raises(ExportError, match=r"scripts/pretrain_lm\.py"):
         language_model_learner(data_lm, AWD_LSTM, config=LM_CFG, pretrained=True)
     with pytest.raises(ExportError, match="pretrained=False"):
         language_model_learner(data_lm, AWD_LSTM, config=LM_CFG, pretrained=False, pretrained_model=URLs.WT103)
+
+
+def test_the_shipped_english_lm_is_used_offline(data_lm, tmp_path, monkeypatch):
+    """With nothing pretrained on the machine, deftly's shipped LM (float16) is used, at its own size."""
+    from deftly.text.pretrained import SHIPPED_LM, load_pretrained_lm
+
+    monkeypatch.setenv("DEFTLY_HOME", str(tmp_path / "empty_home"))
+    monkeypatch.setenv("DEFTLY_OFFLINE", "1")
+    shipped = load_pretrained_lm(SHIPPED_LM)
+    assert shipped.arch == "AWD_LSTM" and len(shipped.itos) == 12000 and shipped.itos[:2] == ["xxunk", "xxpad"]
+    learn = language_model_learner(data_lm, AWD_LSTM, pretrained=True, progress=False)
+    enc = learn.model[0]
+    assert (enc.emb_sz, enc.n_hid, enc.n_layers) == (shipped.config["emb_sz"], shipped.config["n_hid"],
+                                                     shipped.config["n_layers"])
+    for word in ("the", "dress", "love"):
+        assert torch.equal(enc.encoder.weight[data_lm.vocab.stoi[word]].detach(),
+                           shipped.state["0.encoder.weight"][shipped.itos.index(word)])
 
 
 def test_rnn_learner_resets_hidden_state(trained_lm):

@@ -177,7 +177,7 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def save_pretrained_lm(path: str | os.PathLike, model: nn.Module | Mapping[str, torch.Tensor], itos: Sequence[str],
-                       config: Mapping[str, Any], arch: str = "AWD_LSTM") -> Path:
+                       config: Mapping[str, Any], arch: str = "AWD_LSTM", dtype: torch.dtype | None = None) -> Path:
     """Write a language model as `<path>.safetensors` (weights; tied tensors stored once) and
     `<path>.json` (format, arch, config, itos, which keys alias which). Returns the weights path."""
     from safetensors.torch import save_file
@@ -195,7 +195,10 @@ def save_pretrained_lm(path: str | os.PathLike, model: nn.Module | Mapping[str, 
             aliases[key] = seen[ident]
             continue
         seen[ident] = key
-        tensors[key] = t.detach().to("cpu").contiguous().clone()
+        t = t.detach().to("cpu")
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)  # e.g. float16 to ship half the bytes; loading gives float32 back
+        tensors[key] = t.contiguous().clone()
     try:
         json.dumps(dict(config))
     except TypeError as e:
@@ -230,6 +233,7 @@ def load_pretrained_lm(path: str | os.PathLike) -> PretrainedLM:
         state = load_file(str(wpath))
     except (SafetensorError, OSError, ValueError) as e:
         raise ExportError(f"{wpath} is not a readable safetensors file ({e})") from e
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     for key, target in aliases.items():
         if target not in state:
             raise ExportError(f"{jpath}: alias {key!r} points at missing tensor {target!r}")
@@ -248,6 +252,10 @@ def own_lm_path() -> Path:
     from deftly.core.paths import deftly_home
 
     return deftly_home() / "models" / OWN_LM_NAME
+
+
+#: the copy of deftly's own English LM that ships inside the package (float16), if any
+SHIPPED_LM = Path(__file__).parent / "weights" / OWN_LM_NAME
 
 
 def load_pretrained_files(folder: str | os.PathLike, weights: str,
@@ -292,6 +300,9 @@ def default_pretrained_lm(arch: Any = "AWD_LSTM") -> tuple[StateDict, list[str],
         except (DataError, OSError) as e:
             errors.append(f"the WT103 download failed ({e})")
     own = own_lm_path()
+    if not own.with_name(own.name + ".safetensors").is_file() and SHIPPED_LM.with_name(
+            SHIPPED_LM.name + ".safetensors").is_file():
+        own = SHIPPED_LM  # nothing pretrained on this machine: the copy in the package
     if own.with_name(own.name + ".safetensors").is_file():
         lm = load_pretrained_lm(own)
         if lm.arch != meta.name:
