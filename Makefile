@@ -49,6 +49,7 @@ bench: env
 	$(PY) bench/collab_quality.py --peer
 	$(PY) bench/tokenize_speed.py --peer
 	$(PY) bench/predict_latency.py --peer
+	$(PY) bench/text_quality.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
