@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from deftly.core.errors import ConfigError
-from deftly.train.layers import bn_drop_lin, embedding
+from deftly.train.layers import embedding, mlp_layers
 
 __all__ = ["EmbeddingDotBias", "EmbeddingNN"]
 
@@ -93,13 +93,7 @@ class EmbeddingNN(nn.Module):
             ps=[float(p) for p in ps], emb_drop=float(emb_drop),
             y_range=None if self.y_range is None else list(self.y_range), use_bn=bool(use_bn), bn_final=bool(bn_final))}
         sizes = [self.n_emb, *layers, 1]
-        actns: list[nn.Module | None] = [nn.ReLU(inplace=True) for _ in range(len(sizes) - 2)] + [None]
-        blocks: list[nn.Module] = []
-        for i, (n_in, n_out, p, act) in enumerate(zip(sizes[:-1], sizes[1:], [0.0, *ps], actns)):
-            blocks += bn_drop_lin(n_in, n_out, bn=use_bn and i != 0, p=p, actn=act)
-        if bn_final:
-            blocks.append(nn.BatchNorm1d(sizes[-1]))
-        self.layers = nn.Sequential(*blocks)
+        self.layers = mlp_layers(sizes, ps, use_bn, bn_final)
 
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
         """Predicted ratings, shape (batch, 1), for user and item code tensors."""

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from deftly.core.errors import ConfigError
-from deftly.train.layers import SigmoidRange, bn_drop_lin, embedding
+from deftly.train.layers import SigmoidRange, embedding, mlp_layers
 
 __all__ = ["TabularModel"]
 
@@ -52,13 +52,7 @@ class TabularModel(nn.Module):
         self.n_emb = sum(e.embedding_dim for e in self.embeds)
         self.n_cont = n_cont
         sizes = [self.n_emb + n_cont, *layers, out_sz]
-        actns: list[nn.Module | None] = [nn.ReLU(inplace=True) for _ in range(len(sizes) - 2)] + [None]
-        blocks: list[nn.Module] = []
-        for i, (n_in, n_out, p, act) in enumerate(zip(sizes[:-1], sizes[1:], [0.0, *ps], actns)):
-            blocks += bn_drop_lin(n_in, n_out, bn=use_bn and i != 0, p=p, actn=act)
-        if bn_final:
-            blocks.append(nn.BatchNorm1d(sizes[-1]))
-        self.layers = nn.Sequential(*blocks)
+        self.layers = mlp_layers(sizes, ps, use_bn, bn_final)
         if y_range is not None:
             low, high = (float(v) for v in (y_range.tolist() if isinstance(y_range, Tensor) else y_range))
             self.y_range: SigmoidRange | None = SigmoidRange(low, high)

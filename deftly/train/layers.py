@@ -103,6 +103,20 @@ def bn_drop_lin(n_in: int, n_out: int, bn: bool = True, p: float = 0.0,
     return layers
 
 
+def mlp_layers(sizes: Sequence[int], ps: Sequence[float], use_bn: bool = True,
+               bn_final: bool = False) -> nn.Sequential:
+    """v1's tabular/collab body: Linear layers between `sizes` with ReLU between them, dropout `ps`
+    before each but the first, BatchNorm before each but the first when `use_bn`, and a final
+    BatchNorm1d when `bn_final`."""
+    actns: list[nn.Module | None] = [nn.ReLU(inplace=True) for _ in range(len(sizes) - 2)] + [None]
+    blocks: list[nn.Module] = []
+    for i, (n_in, n_out, p, act) in enumerate(zip(sizes[:-1], sizes[1:], [0.0, *ps], actns)):
+        blocks += bn_drop_lin(n_in, n_out, bn=use_bn and i != 0, p=p, actn=act)
+    if bn_final:
+        blocks.append(nn.BatchNorm1d(sizes[-1]))
+    return nn.Sequential(*blocks)
+
+
 def embedding(ni: int, nf: int) -> nn.Embedding:
     """An `nn.Embedding(ni, nf)` initialised as v1 does: truncated normal, std 0.01 (within 2 std)."""
     emb = nn.Embedding(ni, nf)
