@@ -413,3 +413,27 @@ def test_save_and_load_pretrained_lm(tmp_path):
     (tmp_path / "tiny_lm.json").write_text("{}")
     with pytest.raises(ExportError):
         load_pretrained_lm(tmp_path / "tiny_lm.safetensors")
+
+
+def test_pretrained_lm_saved_as_int8_rows(tmp_path):
+    """dtype=int8: matrices as int8 rows with a scale (each value within 1/254 of its row's largest),
+    other floats as float16; float32 again on loading, tied weights still one tensor's values."""
+    from safetensors.torch import load_file, save_file
+
+    m = lm()
+    itos = [f"w{i}" for i in range(V)]
+    path = save_pretrained_lm(tmp_path / "q_lm", m, itos, LM_CFG, dtype=torch.int8)
+    raw = load_file(str(path))
+    assert raw["0.encoder.weight"].dtype == torch.int8 and raw["1.decoder.bias"].dtype == torch.float16
+    got = load_pretrained_lm(tmp_path / "q_lm")
+    for k, v in m.state_dict().items():
+        w = got.state[k]
+        assert w.dtype == torch.float32 and w.shape == v.shape
+        if v.ndim == 2:
+            bound = v.abs().amax(dim=1, keepdim=True) / 254 * 1.001 + 1e-7
+            assert ((w - v).abs() <= bound).all(), k
+    assert torch.equal(got.state["1.decoder.weight"], got.state["0.encoder.weight"])
+    raw["__row_scale__.0.encoder.weight"] = raw["__row_scale__.0.encoder.weight"][:-1]  # damaged scales
+    save_file(raw, str(path))
+    with pytest.raises(ExportError, match="row scales"):
+        load_pretrained_lm(tmp_path / "q_lm")

@@ -31,6 +31,7 @@ StateDict = dict[str, torch.Tensor]
 
 FORMAT = "deftly.text.lm/1"
 ENC_KEY, ENC_DP_KEY = "0.encoder.weight", "0.encoder_dp.emb.weight"
+_SCALE = "__row_scale__."  # safetensors key prefix of the per-row scales of int8 matrices
 DEC_KEY, DEC_BIAS_KEY = "1.decoder.weight", "1.decoder.bias"
 
 
@@ -179,7 +180,9 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
 def save_pretrained_lm(path: str | os.PathLike, model: nn.Module | Mapping[str, torch.Tensor], itos: Sequence[str],
                        config: Mapping[str, Any], arch: str = "AWD_LSTM", dtype: torch.dtype | None = None) -> Path:
     """Write a language model as `<path>.safetensors` (weights; tied tensors stored once) and
-    `<path>.json` (format, arch, config, itos, which keys alias which). Returns the weights path."""
+    `<path>.json` (format, arch, config, itos, which keys alias which). `dtype` float16 halves the
+    floats; int8 stores each matrix row as int8 with a float32 scale (a quarter of the bytes) and
+    other floats as float16. Loading always gives float32. Returns the weights path."""
     from safetensors.torch import save_file
 
     from deftly.train.checkpoint import atomic_write
@@ -196,8 +199,13 @@ def save_pretrained_lm(path: str | os.PathLike, model: nn.Module | Mapping[str, 
             continue
         seen[ident] = key
         t = t.detach().to("cpu")
+        if dtype == torch.int8 and t.is_floating_point() and t.ndim == 2:
+            scale = (t.abs().amax(dim=1) / 127).clamp_min(1e-12)  # per row: the largest value maps to 127
+            tensors[key] = torch.round(t / scale[:, None]).to(torch.int8).contiguous()
+            tensors[_SCALE + key] = scale.to(torch.float32).contiguous()
+            continue
         if dtype is not None and t.is_floating_point():
-            t = t.to(dtype)  # e.g. float16 to ship half the bytes; loading gives float32 back
+            t = t.to(torch.float16 if dtype == torch.int8 else dtype)  # loading gives float32 back
         tensors[key] = t.contiguous().clone()
     try:
         json.dumps(dict(config))
@@ -233,6 +241,11 @@ def load_pretrained_lm(path: str | os.PathLike) -> PretrainedLM:
         state = load_file(str(wpath))
     except (SafetensorError, OSError, ValueError) as e:
         raise ExportError(f"{wpath} is not a readable safetensors file ({e})") from e
+    scales = {k[len(_SCALE):]: state.pop(k) for k in [k for k in state if k.startswith(_SCALE)]}
+    for key, scale in scales.items():  # int8 rows back to float32
+        if key not in state or state[key].dtype != torch.int8 or state[key].shape[:1] != scale.shape:
+            raise ExportError(f"{wpath}: the row scales of {key!r} do not fit its weights")
+        state[key] = state[key].float() * scale.float()[:, None]
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     for key, target in aliases.items():
         if target not in state:
