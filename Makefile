@@ -17,7 +17,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # the checkout being built, first on the path (several clones may share one cached venv)
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test bench env clean
+.PHONY: demo test bench env browser clean
 
 env: $(VENV_DIR)/.complete
 	@ln -sfn $(VENV_DIR) $(VENV)
@@ -37,8 +37,18 @@ $(VENV_DIR)/.complete:
 demo: env
 	$(PY) examples/lesson1_pets.py --out out/lesson1
 
-test: env
-	$(PY) -m pytest -q
+# Debian's Chromium and ChromeDriver for the web app's end-to-end test (tests/test_serve_browser.py).
+# A failed install does not stop `make test`: that test then fails and says what is missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  echo "installing chromium and chromium-driver (apt-get) for the browser test"; \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    chromium chromium-driver >/dev/null ) || echo "warning: could not install chromium; the browser test will fail"; \
+	fi
+
+test: env browser
+	DEFTLY_REQUIRE_BROWSER=1 $(PY) -m pytest -q
 
 bench: env
 	$(PY) bench/loop_overhead.py --peer
