@@ -552,6 +552,16 @@ class Learner:
                 torch.cuda.empty_cache()
         return file
 
+    def to_onnx(self, fname: str | Path = "model.onnx", size: int | tuple[int, int] | None = None,
+                dynamo: bool = True, opset: int | None = None, check: bool = True) -> Path:
+        """Write this image or tabular learner's model as ONNX, `path/fname`, outputting what `predict`
+        reports (probabilities, or raw outputs for regression) with a dynamic batch size and its
+        preprocessing in the metadata; returns its path. Needs `pip install deftly[onnx]`; see
+        `deftly.export.onnx` for the arguments and how to run the file with onnxruntime."""
+        from deftly.export.onnx import export_onnx  # the export layer sits above the applications
+
+        return export_onnx(self, fname, size=size, dynamo=dynamo, opset=opset, check=check)
+
     # --- inspection --------------------------------------------------------------------------------
     def summary(self) -> str:
         """Layers, output shapes, parameter counts and whether they train, from one batch."""

@@ -1,0 +1,119 @@
+"""DatasetFormatter: which images a person should look at first (v1's `fastai.widgets`).
+
+`from_toplosses` orders a split by the model's loss on each item (the likeliest mislabelled images
+first); `from_similars` pairs the images whose CNN features are most alike (likely duplicates).
+Both return `(ds, idxs)` for `ImageCleaner(ds, idxs, path)`.
+
+The training split is read as v1's `DatasetType.Fix` read it: the training loader without
+shuffling or dropping its last batch (its augmentation still applies), so indexes match the items.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from deftly.core.errors import ConfigError
+from deftly.data.databunch import DataBunch, DatasetType
+from deftly.train.interpret import ClassificationInterpretation
+
+__all__ = ["DatasetFormatter"]
+
+
+def _ordered_learner(learn: Any, ds_type: DatasetType) -> tuple[Any, DatasetType]:
+    """A learner and split whose loader visits every item of `ds_type` once, in order.
+
+    The validation and test loaders already do. For the training split this is a shallow copy of
+    `learn` (same model) whose data has the training loader, unshuffled and keeping its last
+    partial batch, in the validation slot; `learn` itself is not changed.
+    """
+    if ds_type is not DatasetType.Train:
+        return learn, ds_type
+    data = learn.data
+    ordered = data.train_dl.new(shuffle=False, drop_last=False)
+    view = copy.copy(learn)
+    view.data = DataBunch(data.train_dl, ordered, device=data.device, path=data.path, classes=data.classes, c=data.c)
+    return view, DatasetType.Valid
+
+
+def _interpretation(learn: Any, ds_type: DatasetType) -> ClassificationInterpretation:
+    view, split = _ordered_learner(learn, ds_type)
+    return ClassificationInterpretation.from_learner(view, split)
+
+
+def _module_at(model: nn.Module, layer_ls: Sequence[int] | None) -> nn.Module:
+    """`model[i][j]...` for `layer_ls` = [i, j, ...]; the CNN body (`model[0]`) when None."""
+    module = model
+    for depth, i in enumerate([0] if layer_ls is None else layer_ls):
+        try:
+            module = module[i]
+        except (TypeError, IndexError, KeyError) as e:
+            where = "".join(f"[{k}]" for k in list(layer_ls or [0])[:depth + 1])
+            raise ConfigError(f"layer_ls {list(layer_ls or [0])}: the model has no layer model{where} "
+                              f"({type(module).__name__} cannot be indexed so)") from e
+    return module
+
+
+def _pool(actns: Tensor, pool_dim: int | None) -> Tensor:
+    """(n, c, h, w) activations as (n, features): v1's AdaptiveConcatPool2d(pool_dim) (max then
+    average), flattened; other shapes are flattened as they are."""
+    if pool_dim and actns.ndim == 4:
+        actns = torch.cat([F.adaptive_max_pool2d(actns, pool_dim), F.adaptive_avg_pool2d(actns, pool_dim)], dim=1)
+    return actns.float().flatten(1)
+
+
+class DatasetFormatter:
+    """Orders a dataset's items for review (v1 name; all methods are class methods)."""
+
+    @classmethod
+    def from_toplosses(cls, learn: Any, n_imgs: int | None = None,
+                       ds_type: DatasetType = DatasetType.Valid) -> tuple[Any, Tensor]:
+        """The split `ds_type` and the indexes of its `n_imgs` (default: all) items with the largest
+        losses, largest first: the order `interp.top_losses()` gives."""
+        if n_imgs is not None and n_imgs < 1:
+            raise ConfigError(f"n_imgs must be at least 1 (or None for all), got {n_imgs}")
+        interp = _interpretation(learn, ds_type)
+        _, idxs = interp.top_losses(n_imgs)
+        return interp.ds, idxs
+
+    @classmethod
+    def from_similars(cls, learn: Any, layer_ls: Sequence[int] | None = None, ds_type: DatasetType = DatasetType.Valid,
+                      pool_dim: int | None = 4) -> tuple[Any, list[int]]:
+        """The split `ds_type` and pairs of indexes (flat: i0, j0, i1, j1, ...) of its most similar
+        items, most similar first, for `ImageCleaner(ds, idxs, path, duplicates=True)`.
+
+        Similarity is the cosine between the activations of `learn.model[layer_ls[0]][layer_ls[1]]...`
+        (default: the CNN body's output; v1 used [0, 7, 2], the same module for a resnet34),
+        pooled by v1's concat pooling to `pool_dim` x `pool_dim`. As many pairs as items.
+        """
+        module = _module_at(learn.model, layer_ls)
+        stored: list[Tensor] = []
+
+        def keep(_module: nn.Module, _inputs: Any, output: Tensor) -> None:
+            stored.append(_pool(output.detach(), pool_dim).cpu())
+
+        handle = module.register_forward_hook(keep)
+        try:
+            interp = _interpretation(learn, ds_type)
+        finally:
+            handle.remove()
+        feats = torch.cat(stored)
+        sims = _similarities(feats)
+        n_pairs = min(len(feats), len(feats) * (len(feats) - 1) // 2)
+        _, flat = sims.flatten().topk(n_pairs)
+        rows, cols = flat // len(feats), flat % len(feats)
+        pos = interp.ds_idxs  # loader rows -> dataset indexes (unreadable items are skipped)
+        idxs = [int(pos[k]) for r, c in zip(rows.tolist(), cols.tolist()) for k in (r, c)]
+        return interp.ds, idxs
+
+
+def _similarities(feats: Tensor) -> Tensor:
+    """Cosine similarity of every pair of rows, below the diagonal only (each pair once); -2 elsewhere."""
+    norms = feats.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    unit = feats / norms
+    sims = unit @ unit.t()
+    below = torch.ones_like(sims, dtype=torch.bool).tril(diagonal=-1)
+    return sims.masked_fill(~below, -2.0)
