@@ -15,6 +15,7 @@ from deftly.basics import (
     EarlyStoppingCallback, ExportError, GradientClipping, Learner, SaveModelCallback, TrainingError,
     TrainingWarning, accuracy, set_seed,
 )
+from deftly.data import DatasetType
 from deftly.train import checkpoint as checkpoint_module
 from deftly.train.progress import ProgressCallback
 
@@ -412,6 +413,17 @@ def test_get_preds_gives_probabilities_targets_and_item_losses(data):
     assert torch.allclose(preds.sum(dim=1), torch.ones(200), atol=1e-5)
     assert losses.mean().item() == pytest.approx(learn.validate()[0], rel=1e-4)
 
+
+def test_get_preds_fix_gives_the_training_set_in_order(mnist_sample):
+    (xt, yt), (xv, yv) = mnist_sample
+    data = DataBunch.create(TensorDataset(xt[:150], yt[:150]), TensorDataset(xv[:50], yv[:50]), bs=64)
+    learn = make_learner(data)
+    preds, targs = learn.get_preds(DatasetType.Fix)
+    assert targs.tolist() == yt[:150].tolist()  # every item once, in order, the last partial batch kept
+    shuffled = torch.cat([y for _, y in data.train_dl])
+    assert len(shuffled) == 128 and shuffled.tolist() != yt[:128].tolist()  # the training loader itself
+    with torch.no_grad():
+        assert torch.allclose(preds, learn.model(xt[:150]).softmax(1), atol=1e-5)
 
 def test_databunch_basics(data):
     x, y = data.one_batch()

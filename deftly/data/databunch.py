@@ -21,6 +21,9 @@ class DatasetType(Enum):
     Train = 1
     Valid = 2
     Test = 3
+    #: the training set in order, every item once (no shuffling, last batch kept), with the
+    #: training transforms: predictions line up with `data.train_ds`
+    Fix = 4
 
 
 def _length(ds: Any, name: str) -> int:
@@ -235,6 +238,12 @@ class DataBunch:
         raise DataError(f"{type(self).__name__} has no test-time augmentation (no random augmentation to reuse)")
 
     @property
+    def fix_dl(self) -> DeviceDataLoader:
+        """The training loader without shuffling or dropping the last batch (v1's `fix_dl`), made
+        afresh on each access so it follows later changes to `train_dl` and its transforms."""
+        return self.train_dl.new(shuffle=False, drop_last=False)
+
+    @property
     def train_ds(self) -> Dataset:
         return self.train_dl.dataset
 
@@ -266,6 +275,8 @@ class DataBunch:
 
     def dl(self, ds_type: DatasetType = DatasetType.Valid) -> DeviceDataLoader:
         """The DataLoader of one split; a clear error if that split does not exist."""
+        if ds_type is DatasetType.Fix:
+            return self.fix_dl
         dl = {DatasetType.Train: self.train_dl, DatasetType.Valid: self.valid_dl,
               DatasetType.Test: self.test_dl}[ds_type]
         if dl is None:

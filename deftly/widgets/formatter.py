@@ -4,12 +4,11 @@
 first); `from_similars` pairs the images whose CNN features are most alike (likely duplicates).
 Both return `(ds, idxs)` for `ImageCleaner(ds, idxs, path)`.
 
-The training split is read as v1's `DatasetType.Fix` read it: the training loader without
+The training split is read through `DatasetType.Fix`, as v1 did: the training loader without
 shuffling or dropping its last batch (its augmentation still applies), so indexes match the items.
 """
 from __future__ import annotations
 
-import copy
 from typing import Any, Sequence
 
 import torch
@@ -17,31 +16,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deftly.core.errors import ConfigError
-from deftly.data.databunch import DataBunch, DatasetType
+from deftly.data.databunch import DatasetType
 from deftly.train.interpret import ClassificationInterpretation
 
 __all__ = ["DatasetFormatter"]
 
 
-def _ordered_learner(learn: Any, ds_type: DatasetType) -> tuple[Any, DatasetType]:
-    """A learner and split whose loader visits every item of `ds_type` once, in order.
-
-    The validation and test loaders already do. For the training split this is a shallow copy of
-    `learn` (same model) whose data has the training loader, unshuffled and keeping its last
-    partial batch, in the validation slot; `learn` itself is not changed.
-    """
-    if ds_type is not DatasetType.Train:
-        return learn, ds_type
-    data = learn.data
-    ordered = data.train_dl.new(shuffle=False, drop_last=False)
-    view = copy.copy(learn)
-    view.data = DataBunch(data.train_dl, ordered, device=data.device, path=data.path, classes=data.classes, c=data.c)
-    return view, DatasetType.Valid
-
-
 def _interpretation(learn: Any, ds_type: DatasetType) -> ClassificationInterpretation:
-    view, split = _ordered_learner(learn, ds_type)
-    return ClassificationInterpretation.from_learner(view, split)
+    """The model run over `ds_type` once, in item order (the training split through `DatasetType.Fix`)."""
+    split = DatasetType.Fix if ds_type is DatasetType.Train else ds_type
+    return ClassificationInterpretation.from_learner(learn, split)
 
 
 def _module_at(model: nn.Module, layer_ls: Sequence[int] | None) -> nn.Module:
