@@ -430,13 +430,7 @@ def test_databunch_basics(data):
     assert x.shape == (64, 784) and y.shape == (64,)
     assert "train: 640 items" in repr(data)
     with pytest.raises(DataError, match="no test set"):
-        data.dl(data_type_test())
-
-
-def data_type_test():
-    from deftly.data import DatasetType
-
-    return DatasetType.Test
+        data.dl(DatasetType.Test)
 
 
 def test_recorder_plots_draw_what_was_recorded(data):
