@@ -1,8 +1,9 @@
-"""The `deftly` command: train an image classifier, predict with an exported model, download and
-verify image datasets, run the lesson 1 demo.
+"""The `deftly` command: train an image classifier, predict with an exported model, serve it as a
+web app, download and verify image datasets, run the lesson 1 demo.
 
     deftly train data/bears --valid-pct 0.2 --epochs 4 --out bears.pkl
     deftly predict bears.pkl photo1.jpg photo2.jpg        # one JSON line per file
+    deftly serve bears.pkl --port 8000                    # a page at http://127.0.0.1:8000/
     deftly download-images urls_black.txt data/bears/black --max-pics 200
     deftly verify-images data/bears/black --delete --max-size 500
 
@@ -151,32 +152,46 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads or min(4, os.cpu_count() or 1))
     learn = _load_model(args.model)
-    from deftly.vision import ImageDataBunch, open_image
+    from deftly.serve.classify import image_classes, ranked_prediction
+    from deftly.vision import open_image
 
-    classes = getattr(learn.data, "classes", None)
-    if not isinstance(learn.data, ImageDataBunch) or not classes:
-        from deftly.export.apps import application_of
-
-        raise CommandError(f"{args.model} holds a {application_of(learn.data)} model, not an image classifier: "
-                           "`deftly predict` reads image files")
-
+    classes = image_classes(learn, args.model, "`deftly predict` reads image files")
     failures = 0
     for name in args.files:
         try:
-            image = open_image(name)
-            label, _, probs = learn.predict(image)
+            line = {"file": name, **ranked_prediction(learn, classes, open_image(name), args.top)}
         except (OSError, ValueError) as e:  # DataError is a ValueError: the file, not the model, is at fault
             print(f"{PROG} predict: error: {_error_line(e)}", file=sys.stderr, flush=True)
             failures += 1
             continue
-        ranked = sorted(zip((str(c) for c in classes), probs.tolist()), key=lambda p: -p[1])
-        if args.top:
-            ranked = ranked[:args.top]
-        obj = getattr(label, "obj", label)
-        prediction = [str(o) for o in obj] if isinstance(obj, (list, tuple)) else str(obj)
-        line = {"file": name, "prediction": prediction, "probabilities": [[c, round(p, 6)] for c, p in ranked]}
         print(json.dumps(line), flush=True)
     return 1 if failures else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve an exported image classifier as a web app (a page, POST /predict, GET /health)."""
+    if not Path(args.model).is_file():  # before the slow imports
+        _load_model(args.model)
+    from deftly.serve import ServeSettings, serve
+
+    settings = ServeSettings(max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
+                             max_pixels=int(args.max_megapixels * 1e6), urls=not args.no_urls,
+                             allow_local_urls=args.allow_local_urls, url_timeout=args.url_timeout,
+                             **({"parallel": args.parallel} if args.parallel else {}))
+
+    serving: list[str] = []
+
+    def ready(url: str) -> None:
+        serving.append(url)
+        print(f"serving {Path(args.model).name} on {url} (Ctrl-C stops)", flush=True)
+
+    try:
+        serve(args.model, host=args.host, port=args.port, settings=settings, threads=args.threads or None,
+              quiet=args.quiet, on_ready=ready)
+    except KeyboardInterrupt:
+        if not serving:
+            raise
+    return 0  # Ctrl-C is how a running server is meant to stop
 
 
 def cmd_download_images(args: argparse.Namespace) -> int:
@@ -325,6 +340,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", metavar="FILE", nargs="+", help="image files")
     p.add_argument("--top", type=_natural_int, default=0, help="only the K most probable classes (0: all)")
     p.add_argument("--threads", type=_natural_int, default=0, help="torch CPU threads (0: up to 4)")
+
+    p = add("serve", cmd_serve, "serve an exported image classifier as a web app",
+            "Load a model written by `deftly train` or learn.export() once and serve it over HTTP: GET / is a page "
+            "where you pick, drop or paste an image (or an image URL) and see the ranked predictions; POST /predict "
+            "takes multipart/form-data with `file` (or `url`) and answers JSON "
+            '{"prediction": ..., "probabilities": [[class, p], ...], "image": {...}}; GET /health answers '
+            '{"status": "ok", ...}. Refused requests get a JSON {"error": ...} with a 4xx status. The first line '
+            "on stdout gives the address; --port 0 picks a free port; --quiet leaves only warnings in the server's log "
+            "(no line per request).")
+    p.add_argument("model", metavar="MODEL", help="the exported model file")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every network)")
+    p.add_argument("--port", type=_natural_int, default=8000, help="port to listen on (0: a free one)")
+    p.add_argument("--max-upload-mb", type=_positive_float, default=10.0, help="largest image accepted, in MiB")
+    p.add_argument("--max-megapixels", type=_positive_float, default=40.0,
+                   help="most pixels an image may have, in millions (a decompression-bomb guard)")
+    p.add_argument("--parallel", type=_natural_int, default=0,
+                   help="predictions run at once, each in a worker thread; more requests wait their turn "
+                        "(0: the usable cores, at most 4)")
+    p.add_argument("--threads", type=_natural_int, default=0,
+                   help="torch CPU threads for each prediction (0: the usable cores divided by --parallel)")
+    p.add_argument("--no-urls", action="store_true", help="do not fetch images from URLs (uploads only)")
+    p.add_argument("--allow-local-urls", action="store_true",
+                   help="let URLs point at this machine or private networks (refused by default)")
+    p.add_argument("--url-timeout", type=_positive_float, default=10.0, help="seconds a URL has to send its image")
 
     p = add("download-images", cmd_download_images, "download the images listed in a file of URLs",
             "Download each URL of URLS (one a line, as lesson 2's urls.txt) into DEST as 00000000.jpg, "
