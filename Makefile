@@ -59,6 +59,7 @@ bench: env
 	$(PY) bench/collab_quality.py --peer
 	$(PY) bench/tokenize_speed.py --peer
 	$(PY) bench/predict_latency.py --peer
+	$(PY) bench/serve_load.py
 	$(PY) bench/text_quality.py
 
 clean:
