@@ -103,7 +103,7 @@ class _Classifier:
     def classify(self, data: bytes, name: str, top: int) -> dict[str, Any]:
         """Check the image's header, then predict it (in a worker thread). `name` is the uploaded
         file's name or the URL."""
-        described = f"the image {name!r}" if name else "the uploaded image"
+        described = f"the file {name!r}" if name else "the upload"
         info = check_image(data, self.settings.max_pixels, described)
         try:
             record = ranked_prediction(self.learn, self.classes, data, top)

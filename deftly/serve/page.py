@@ -33,7 +33,7 @@ button { padding: .45rem 1rem; font-size: 1rem; }
 #status { min-height: 1.4em; }
 #status.error { color: #b3261e; font-weight: 600; }
 #output { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
-#preview { max-width: 16rem; max-height: 16rem; border-radius: .4rem; background: #fff; image-rendering: auto; }
+#preview { min-width: 8rem; max-width: 16rem; max-height: 16rem; border-radius: .4rem; background: #fff; image-rendering: auto; }
 #result h2 { font-size: 1.2rem; margin: 0 0 .5rem; }
 #probs { padding-left: 1.4rem; margin: 0; }
 #probs li { margin: .2rem 0; }
