@@ -95,6 +95,18 @@ def truth_of(name: str | None) -> str | None:
     return next((bear for bear, stand_in in STAND_INS.items() if stand_in == cls), None)
 
 
+def picture_seen(picture_of: dict[Path, str | None], file: str | Path) -> str | None:
+    """The name of the served picture the scripted person sees in the downloaded `file`.
+
+    `picture_of` is keyed by resolved paths, so the dataset's form of a path (relative or absolute)
+    finds the download's; a file this script did not download is an error, never "not a bear"
+    (which would make the person delete it)."""
+    key = Path(file).resolve()
+    if key not in picture_of:
+        raise KeyError(f"{file} is not one of the {len(picture_of)} files this script downloaded")
+    return picture_of[key]
+
+
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("out/lesson2_bears"))
@@ -123,7 +135,7 @@ def main(argv: list[str] | None = None) -> str:
     results = search_results(images, web, args.per_class, args.wrong, args.junk)
     path = args.out / "data" / "bears"
     classes = ["teddys", "grizzly", "black"]
-    picture_of: dict[Path, str | None] = {}  # what the scripted person sees in each downloaded file
+    picture_of: dict[Path, str | None] = {}  # resolved path -> what the person sees in that download
     with image_server(web) as base:
         for folder in classes:
             file = f"urls_{folder}.txt"
@@ -136,7 +148,7 @@ def main(argv: list[str] | None = None) -> str:
             print(f"{folder}: {len(saved.saved)} images downloaded, {len(saved.failed)} failed "
                   f"(e.g. {saved.failed[0][1] if saved.failed else '-'})")
             for f in saved.saved:
-                picture_of[f] = results[folder][int(f.stem)][1]
+                picture_of[Path(f).resolve()] = results[folder][int(f.stem)][1]
 
     # Step 3: verify the images and create the ImageDataBunch
     for c in classes:
@@ -180,7 +192,7 @@ def main(argv: list[str] | None = None) -> str:
     deleted = relabelled = 0
     for _ in range(args.review):
         for i in cleaner.batch():
-            really = truth_of(picture_of.get(cleaner.files[i]))
+            really = truth_of(picture_seen(picture_of, cleaner.files[i]))
             if really is None:
                 cleaner.flag(i)  # the Delete button
                 deleted += 1
@@ -189,7 +201,7 @@ def main(argv: list[str] | None = None) -> str:
                 relabelled += 1
         cleaner.next_batch()  # the Next batch button: writes cleaned.csv
     noisy = {f for f, name in picture_of.items() if truth_of(name) != f.parent.name}
-    reviewed = [cleaner.files[i] for i in cleaner.order[:cleaner.pos]]
+    reviewed = [Path(cleaner.files[i]).resolve() for i in cleaner.order[:cleaner.pos]]
     print(f"cleaning: reviewed {len(reviewed)} of {len(ds)} images by loss: {deleted} deleted, "
           f"{relabelled} relabelled; found {len(noisy & set(reviewed))} of the {len(noisy)} noisy images")
     print(f"cleaned.csv: {len(cleaner.rows())} images -> {path / 'cleaned.csv'}")

@@ -37,3 +37,27 @@ def test_lesson2_bears_download_clean_export_predict(run_example, tmp_path):
                      r"prediction=(\w+)", last)
     assert m and m.group(3) in CLASSES, out
     assert float(m.group(2)) < 0.5, out  # far better than chance (2/3) on three classes
+
+
+def test_the_scripted_person_looks_pictures_up_strictly(tmp_path, monkeypatch):
+    """A dataset path in another form (relative, with `..`) finds its download; a path that was not
+    downloaded is an error, not None (which would mean "not a bear" and get the file deleted)."""
+    import importlib.util
+    from pathlib import Path
+
+    import pytest
+
+    spec = importlib.util.spec_from_file_location(
+        "lesson2_bears", Path(__file__).parent.parent / "examples" / "lesson2_bears.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    (tmp_path / "bears" / "black").mkdir(parents=True)
+    file = tmp_path / "bears" / "black" / "00000001.jpg"
+    file.write_bytes(b"jpeg")
+    picture_of = {file.resolve(): "Trouser_1.jpg"}
+    monkeypatch.chdir(tmp_path)
+    assert example.picture_seen(picture_of, Path("bears/black/00000001.jpg")) == "Trouser_1.jpg"
+    assert example.picture_seen(picture_of, tmp_path / "bears" / "grizzly" / ".." / "black" / "00000001.jpg") \
+        == "Trouser_1.jpg"
+    with pytest.raises(KeyError, match="not one of the 1 files"):
+        example.picture_seen(picture_of, tmp_path / "bears" / "black" / "00000002.jpg")

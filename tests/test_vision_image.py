@@ -74,3 +74,49 @@ def test_get_image_files_filters_sorts_and_recurses(tmp_path, digit):
     assert [p.name for p in get_image_files(tmp_path, recurse=True, include=["sub"])] == ["a.JPG", "b.png", "c.png"]
     with pytest.raises(DataError, match="not a folder"):
         get_image_files(tmp_path / "b.png")
+
+
+def _float_to_8bit(im):
+    """The float64 formula `to_8bit` used before it went integer: the reference its results must equal."""
+    a = np.asarray(im).astype(np.float64)
+    if im.mode.startswith("I;16") or (im.mode == "I" and a.max(initial=0) > 255):
+        a = a / 257.0
+    elif im.mode == "F" and a.max(initial=0) <= 1.0:
+        a = a * 255.0
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def test_16bit_and_float_greyscale_scale_to_8_bits_as_the_float_formula_did(tmp_path):
+    from deftly.vision.image import to_8bit
+
+    gradient = np.arange(65536, dtype=np.uint16).reshape(256, 256)  # every 16-bit value once
+    cases = [gradient, gradient.astype(">u2"), gradient.astype(np.int32),
+             np.arange(-70000, 70000, 7, dtype=np.int32).reshape(100, 200),  # 32-bit, out of 16-bit range
+             np.arange(256, dtype=np.int32).reshape(16, 16),  # 32-bit holding 8-bit values: not scaled
+             np.linspace(0, 1, 1000, dtype=np.float32).reshape(10, 100),
+             np.linspace(-3, 300, 1000, dtype=np.float32).reshape(10, 100)]
+    for a in cases:
+        im = PIL.Image.fromarray(a)
+        out = to_8bit(im)
+        assert out.mode == "L" and np.array_equal(np.asarray(out), _float_to_8bit(im)), (im.mode, a.dtype)
+    PIL.Image.fromarray(gradient).save(tmp_path / "sixteen.png")  # a real 16-bit PNG through open_image
+    im = open_image(tmp_path / "sixteen.png", convert_mode="L")
+    assert im.data[0, 0, 0] == 0 and im.data[0, -1, -1] == 1  # scaled by the bit depth, not clipped
+    assert torch.equal((im.data[0] * 255).round().to(torch.uint8), torch.from_numpy(_float_to_8bit(
+        PIL.Image.fromarray(gradient))))
+
+
+def test_16bit_conversion_needs_no_float64_temporaries():
+    import tracemalloc
+
+    from deftly.vision.image import to_8bit
+
+    side = 1000
+    im = PIL.Image.fromarray((np.arange(side * side) % 65536).astype(np.uint16).reshape(side, side))
+    tracemalloc.start()
+    try:
+        to_8bit(im)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak / side**2 < 8, f"{peak / side**2:.1f} bytes a pixel"  # float64 temporaries took ~24

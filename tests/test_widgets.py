@@ -3,8 +3,10 @@ back), and the ipywidgets views driven by code (clicks as `button.click()` / `to
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import sys
+import warnings
 
 import pytest
 import torch
@@ -66,12 +68,14 @@ def read_csv_rows(file) -> list[list[str]]:
 
 def test_from_toplosses_orders_the_valid_set_by_the_learners_losses(bears):
     learn = learner_for(bunch(bears))
-    ds, idxs = DatasetFormatter().from_toplosses(learn)
+    with pytest.warns(UserWarning, match=r"validation split only \(9 of the 18 labelled items\)"):
+        ds, idxs = DatasetFormatter().from_toplosses(learn)
     assert ds is learn.data.valid_ds
     _, _, losses = learn.get_preds(DatasetType.Valid, with_loss=True)
     assert idxs.tolist() == losses.argsort(descending=True).tolist()
     assert sorted(idxs.tolist()) == list(range(len(ds)))
-    _, top3 = DatasetFormatter.from_toplosses(learn, n_imgs=3)
+    with pytest.warns(UserWarning, match="validation split only"):
+        _, top3 = DatasetFormatter.from_toplosses(learn, n_imgs=3)
     assert top3.tolist() == idxs[:3].tolist()
     with pytest.raises(ConfigError, match="n_imgs"):
         DatasetFormatter.from_toplosses(learn, n_imgs=0)
@@ -82,8 +86,10 @@ def test_from_toplosses_on_the_training_set_reads_it_in_order_without_changing_t
     lls = items.split_by_list(items, items).label_from_folder().transform(None, size=28)  # train == valid
     data = lls.databunch(bs=4, num_workers=0, device="cpu")
     learn = learner_for(data)
-    _, valid_order = DatasetFormatter.from_toplosses(learn, ds_type=DatasetType.Valid)
-    ds, train_order = DatasetFormatter.from_toplosses(learn, ds_type=DatasetType.Train)
+    with pytest.warns(UserWarning, match="cleaned.csv"):  # train == valid here: each is "one split of two"
+        _, valid_order = DatasetFormatter.from_toplosses(learn, ds_type=DatasetType.Valid)
+    with pytest.warns(UserWarning, match="training split only"):
+        ds, train_order = DatasetFormatter.from_toplosses(learn, ds_type=DatasetType.Train)
     assert ds is data.train_ds
     assert train_order.tolist() == valid_order.tolist()  # no augmentation: the same losses in the same order
     assert learn.data is data and data.train_dl.dl.drop_last  # the learner's own loaders are as they were
@@ -95,12 +101,31 @@ def test_from_similars_pairs_a_duplicated_image_first(bears):
     data = items.split_by_list(items, items).label_from_folder().transform(None, size=28).databunch(
         bs=4, num_workers=0, device="cpu")
     learn = learner_for(data)
-    ds, idxs = DatasetFormatter.from_similars(learn)
+    with pytest.warns(UserWarning, match="split_none"):
+        ds, idxs = DatasetFormatter.from_similars(learn)
     names = {ds.x.items[i].relative_to(bears).as_posix() for i in idxs[:2]}
     assert names == {"black/00000003.jpg", "grizzly/00000099.jpg"}
     assert len(idxs) == 2 * len(ds) and all(i != j for i, j in zip(idxs[::2], idxs[1::2]))
     with pytest.raises(ConfigError, match=r"model\[0\]\[9\]"):
         DatasetFormatter.from_similars(learn, layer_ls=[0, 9])
+
+
+
+def test_the_courses_whole_dataset_recipe_keeps_every_image_in_cleaned_csv(bears):
+    """The module docstring's recipe: split_none(), rank the training split: no warning, and
+    cleaned.csv lists all 18 images but the deleted one (a validation split would list 9)."""
+    items = ImageList.from_folder(bears)
+    db = items.split_none().label_from_folder().transform(None, size=28).databunch(bs=4, num_workers=0, device="cpu")
+    learn_cln = learner_for(db)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds, idxs = DatasetFormatter().from_toplosses(learn_cln, ds_type=DatasetType.Train)
+    state = CleanerState.from_dataset(ds, idxs, bears)
+    state.flag(state.batch()[0])
+    state.next_batch()
+    rows = read_csv_rows(bears / "cleaned.csv")[1:]
+    assert len(ds) == 18 and len(rows) == 17
+    assert sorted(name for name, _ in rows) == sorted(set(all_images(bears)) - {state._name(idxs[0].item())})
 
 
 # ---------------------------------------------------------------------------------- the cleaning state
@@ -253,3 +278,80 @@ def test_star_import_gives_the_courses_names():
     namespace: dict = {}
     exec("from deftly.widgets import *", namespace)
     assert {"DatasetFormatter", "ImageCleaner", "FileDeleter"} <= set(namespace)
+
+
+
+# ------------------------------------------------------------------------- FileDeleter's failure modes
+
+
+def test_file_deleter_lists_each_file_once_and_skips_a_file_deleted_outside_it(bears, monkeypatch):
+    files = sorted((bears / "black").glob("*.jpg"))
+    monkeypatch.chdir(bears)
+    state = DeleterState([files[0], files[1], "black/" + files[1].name, "./black/" + files[0].name, files[2]],
+                         batch_size=5)
+    assert state.files == files[:3]  # the same file named three ways is shown once, as an absolute path
+    state.flag(0)
+    state.flag(1)
+    files[0].unlink()  # deleted outside the widget before Confirm
+    with pytest.warns(UserWarning, match=f"{files[0].name} is gone"):
+        assert state.next_batch() == []
+    assert state.done and state.missing == [files[0]]
+    assert [original for original, _ in state.moved] == [files[1]] and not files[1].exists()
+    assert files[2].exists()
+
+
+def test_a_batch_that_fails_part_way_is_confirmed_again_without_moving_a_file_twice(bears, monkeypatch):
+    import deftly.widgets.review as review
+
+    files = sorted((bears / "black").glob("*.jpg"))[:4]
+    state = DeleterState(files, batch_size=2)
+    state.flag(0)
+    state.flag(1)
+    real_move = shutil.move
+
+    def refuse_the_second(src, dst):
+        if src == str(files[1]):
+            raise PermissionError(13, "Permission denied", src)
+        return real_move(src, dst)
+
+    monkeypatch.setattr(review.shutil, "move", refuse_the_second)
+    with pytest.raises(DataError, match=f"confirm again.*{files[1].name}"):
+        state.next_batch()
+    assert state.batch() == [0, 1] and not files[0].exists() and files[1].exists()  # still on this batch
+    monkeypatch.setattr(review.shutil, "move", real_move)
+    assert state.next_batch() == [2, 3]  # the retry moves the second file only
+    assert [original for original, _ in state.moved] == files[:2] and state.missing == []
+    assert not files[1].exists()
+    assert state.restore() == files[:2] and all(f.is_file() for f in files)
+
+
+def test_file_deleter_on_a_folder_of_symlinks_trashes_and_restores_the_links(bears, tmp_path, monkeypatch):
+    """A dataset of relative symlinks to images stored elsewhere: the trash goes beside the links
+    (not into the store), the link itself moves, restore() brings the link back, and the paths
+    given stay what they meant after os.chdir."""
+    store, links = bears / "black", tmp_path / "dataset" / "black"
+    links.mkdir(parents=True)
+    targets = sorted(store.glob("*.jpg"))[:3]
+    for t in targets:
+        (links / t.name).symlink_to(os.path.relpath(t, links))
+    monkeypatch.chdir(tmp_path / "dataset")
+    state = DeleterState([f"black/{t.name}" for t in targets])
+    monkeypatch.chdir(bears)  # relative names given before would now mean the store's files
+    assert state.root == links and state.trash == links / ".deftly_trash"
+    state.flag(1)
+    state.next_batch()
+    link, trashed = links / targets[1].name, links / ".deftly_trash" / targets[1].name
+    assert state.moved == [(link, trashed)] and trashed.is_symlink() and not os.path.lexists(link)
+    assert all(t.is_file() for t in targets)  # the images in the store are untouched
+    assert not (store / ".deftly_trash").exists()
+    assert state.restore() == [link] and link.is_symlink() and link.resolve() == targets[1].resolve()
+    assert not os.path.lexists(trashed) and state.moved == []
+
+
+def test_file_names_are_escaped_in_the_widgets_html(tmp_path):
+    pytest.importorskip("ipywidgets")
+    bad = tmp_path / "<img src=x onerror=alert(1)>.jpg"
+    bad.write_bytes(b"not an image")
+    fd = FileDeleter([bad], display=False)
+    html = fd.widget.children[0].children[0].children[0].value
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;.jpg" in html

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TypeVar
 
-import numpy as np
 import PIL.Image
 
 from deftly.core.device import defaults
@@ -389,12 +388,9 @@ def _to_channels(im: PIL.Image.Image, n_channels: int) -> PIL.Image.Image:
     """`im` with `n_channels` channels: 16-bit and float greyscale scaled to 8 bits, transparency
     composited on white when the alpha channel goes, CMYK and palettes converted."""
     if im.mode.startswith("I") or im.mode == "F":
-        a = np.asarray(im).astype(np.float64)
-        if im.mode.startswith("I;16") or (im.mode == "I" and a.max(initial=0) > 255):
-            a = a / 257.0
-        elif im.mode == "F" and a.max(initial=0) <= 1.0:
-            a = a * 255.0
-        im = PIL.Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
+        from deftly.vision.image import to_8bit  # the application's 16-bit/float scaling
+
+        im = to_8bit(im)
     target = _MODES[n_channels]
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")

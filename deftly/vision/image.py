@@ -121,7 +121,7 @@ def read_pil(fn: str | os.PathLike | bytes | io.BytesIO, convert_mode: str = "RG
             if draft is not None and im.format == "JPEG":
                 im.draft("RGB" if convert_mode == "RGB" else None, draft)
             if im.mode.startswith("I") or im.mode == "F":
-                im = _to_8bit(im)
+                im = to_8bit(im)
             if im.mode == convert_mode:
                 im.load()  # decode now, while the file is open
                 return im
@@ -132,14 +132,35 @@ def read_pil(fn: str | os.PathLike | bytes | io.BytesIO, convert_mode: str = "RG
         raise DataError(f"cannot read an image ({e})", where=name) from e
 
 
-def _to_8bit(im: PIL.Image.Image) -> PIL.Image.Image:
-    """A 16/32-bit or float greyscale image as 8-bit 'L', scaled by its bit depth, not clipped."""
-    a = np.asarray(im).astype(np.float64)
+def to_8bit(im: PIL.Image.Image) -> PIL.Image.Image:
+    """A 16/32-bit or float greyscale image as 8-bit 'L', scaled by its bit depth, not clipped.
+
+    16-bit values v become round(v / 257) (65535 -> 255); 32-bit integer images whose values
+    exceed 255 are read as 16-bit ones (clipped to 0..65535 first); floats in [0, 1] are scaled
+    by 255. Integer images are converted with integer arithmetic and in-place steps, so a large
+    16-bit PNG costs about 7 bytes a pixel on top of PIL's own buffer, not float64 temporaries.
+    """
+    a = np.asarray(im)
     if im.mode.startswith("I;16") or (im.mode == "I" and a.max(initial=0) > 255):
-        a = a / 257.0
-    elif im.mode == "F" and a.max(initial=0) <= 1.0:
-        a = a * 255.0
-    return PIL.Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
+        return PIL.Image.fromarray(_scale_16bit(a), mode="L")
+    if im.mode == "F":
+        f = a.astype(np.float64)  # one copy, then in place: the same rounding as before
+        if f.max(initial=0) <= 1.0:
+            f *= 255.0
+        np.rint(f, out=f)
+        return PIL.Image.fromarray(np.clip(f, 0, 255, out=f).astype(np.uint8), mode="L")
+    return PIL.Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), mode="L")
+
+
+def _scale_16bit(a: np.ndarray) -> np.ndarray:
+    """16-bit values (any integer dtype; out-of-range ones clipped to 0..65535) as uint8
+    round(v / 257), computed exactly in integers: (v + 128) // 257 (v / 257 is never a tie)."""
+    wide = a.astype(np.uint32) if a.dtype.kind == "u" and a.dtype.itemsize <= 2 else np.clip(a, 0, 65535)
+    if wide.dtype.itemsize < 4:  # room for v + 128
+        wide = wide.astype(np.uint32)
+    wide += 128
+    wide //= 257
+    return wide.astype(np.uint8)
 
 
 def open_image(fn: str | os.PathLike | bytes | io.BytesIO, convert_mode: str = "RGB", div: bool = True,

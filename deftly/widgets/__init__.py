@@ -1,8 +1,24 @@
 """`from deftly.widgets import *`: the notebook tools of lesson 2 for cleaning an image dataset.
 
-    ds, idxs = DatasetFormatter().from_toplosses(learn)   # likeliest mislabelled images first
+Clean the *whole* dataset, as the course does: rank every labelled image by the trained model's
+loss, from a DataBunch with no validation split, so that `cleaned.csv` lists every image you keep:
+
+    db = (ImageList.from_folder(path)
+                   .split_none()                          # every image in the training split
+                   .label_from_folder()
+                   .transform(get_transforms(), size=224)
+                   .databunch())
+    learn_cln = cnn_learner(db, models.resnet34, metrics=error_rate)
+    learn_cln.load('stage-2')                             # the model trained on the split data
+    ds, idxs = DatasetFormatter().from_toplosses(learn_cln, ds_type=DatasetType.Train)
     ImageCleaner(ds, idxs, path)                          # flag / relabel; writes path/cleaned.csv
-    data = ImageDataBunch.from_csv(path, csv_labels='cleaned.csv', ...)
+    data = ImageDataBunch.from_csv(path, csv_labels='cleaned.csv', valid_pct=0.2, size=224)
+
+`cleaned.csv` holds the items of the `ds` given to ImageCleaner and nothing else. With the default
+`ds_type` (the validation split) of data split into training and validation sets, it would list
+the validation images alone and `from_csv` would train on those: DatasetFormatter warns when the
+split it ranks is not the whole labelled dataset. `DatasetFormatter().from_similars(learn_cln,
+ds_type=DatasetType.Train)` with `ImageCleaner(ds, idxs, path, duplicates=True)` finds duplicates.
 
 `FileDeleter(file_paths)` is the course's earlier widget: its confirmed deletions are moved to a
 trash folder, never unlinked. The widgets need ipywidgets (`pip install deftly[notebook]`); their

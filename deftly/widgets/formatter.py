@@ -4,11 +4,17 @@
 first); `from_similars` pairs the images whose CNN features are most alike (likely duplicates).
 Both return `(ds, idxs)` for `ImageCleaner(ds, idxs, path)`.
 
+ImageCleaner's `cleaned.csv` lists the items of that one split only. When the learner's data has
+another labelled split (a validation set beside the training set), both methods warn: training on
+`from_csv('cleaned.csv')` would leave the other split's images out. To clean a whole dataset, do as
+the course does: build the data with `.split_none()` and rank `ds_type=DatasetType.Train`.
+
 The training split is read through `DatasetType.Fix`, as v1 did: the training loader without
 shuffling or dropping its last batch (its augmentation still applies), so indexes match the items.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import torch
@@ -25,7 +31,26 @@ __all__ = ["DatasetFormatter"]
 def _interpretation(learn: Any, ds_type: DatasetType) -> ClassificationInterpretation:
     """The model run over `ds_type` once, in item order (the training split through `DatasetType.Fix`)."""
     split = DatasetType.Fix if ds_type is DatasetType.Train else ds_type
+    _warn_if_part(learn.data, split)
     return ClassificationInterpretation.from_learner(learn, split)
+
+
+def _warn_if_part(data: Any, split: DatasetType) -> None:
+    """Warn when the training or validation split is ranked while the other one holds labelled
+    items too: ImageCleaner's cleaned.csv would hold this split alone, and from_csv would lose the rest."""
+    if split not in (DatasetType.Fix, DatasetType.Valid):
+        return
+    n_train, n_valid = len(data.train_ds), len(data.valid_ds) if data.valid_ds is not None else 0
+    mine, other = (n_train, n_valid) if split is DatasetType.Fix else (n_valid, n_train)
+    if mine and other:
+        name, other_name = ("training", "validation") if split is DatasetType.Fix else ("validation", "training")
+        warnings.warn(
+            f"DatasetFormatter ranks the {name} split only ({mine} of the {mine + other} labelled items): "
+            f"ImageCleaner(ds, idxs, path) writes cleaned.csv with these {mine} items alone, so "
+            f"ImageDataBunch.from_csv(path, csv_labels='cleaned.csv') would leave out the {other} {other_name} "
+            f"items. To clean the whole dataset, build the data with .split_none() and pass "
+            f"ds_type=DatasetType.Train, as the course does (see the deftly.widgets docstring).",
+            UserWarning, stacklevel=4)
 
 
 def _module_at(model: nn.Module, layer_ls: Sequence[int] | None) -> nn.Module:

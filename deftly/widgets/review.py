@@ -8,7 +8,9 @@ classes, so everything they decide is testable without a browser:
 - `CleanerState`: a review of a labelled dataset that never touches the image files; it writes
   `cleaned.csv` (columns `name,label`, names relative to `path`, as fastai v1's ImageCleaner)
   listing the kept files with their (possibly changed) labels, for
-  `ImageDataBunch.from_csv(path, csv_labels='cleaned.csv')`.
+  `ImageDataBunch.from_csv(path, csv_labels='cleaned.csv')`. It lists the items of the dataset it
+  is given and no others: give it the whole labelled dataset (a `split_none()` DataBunch's
+  training split, as the course does), not a validation split, or from_csv loses the rest.
 - `DeleterState`: a review of plain files whose confirmed deletions are *moved* to a trash folder
   (hidden, so `get_image_files` and `from_folder` skip it), never unlinked, and can be restored.
 """
@@ -18,6 +20,7 @@ import csv
 import io
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -107,6 +110,11 @@ class CleanerState(Review):
 
     `files` and `labels` are the dataset's items in its own order (the csv keeps that order);
     `classes` are the labels a relabel may choose. The image files are never touched.
+
+    The csv holds these items only: built from `data.valid_ds` of split data it lists the
+    validation images alone, and `from_csv` would then train on them without the training images.
+    Clean the whole dataset instead (see `deftly.widgets`); DatasetFormatter warns when it hands
+    out one split of several.
     """
 
     def __init__(self, files: Sequence[Any], labels: Sequence[Any], classes: Sequence[Any],
@@ -193,30 +201,55 @@ class DeleterState(Review):
     """A review of plain files (v1's FileDeleter): each confirmed batch moves its flagged files
     into `trash`, keeping their path relative to `root` (the files' common folder), so they can be
     restored with `restore()`. `trash` defaults to `root/.deftly_trash`, a hidden folder that
-    `get_image_files` and `ImageDataBunch.from_folder` do not read. Nothing is ever unlinked."""
+    `get_image_files` and `ImageDataBunch.from_folder` do not read. Nothing is ever unlinked.
+
+    Paths are made absolute when the state is built (a later `os.chdir` does not change them) and
+    listed once each (the same file named twice, e.g. `a.jpg` and `./a.jpg`, is shown once). A
+    symlink is moved as the link itself, next to the other files of its folder, never its target.
+    A flagged file that is gone when its batch is confirmed (deleted outside the widget) is skipped
+    with a warning and listed in `missing`; a batch that fails part-way can be confirmed again
+    without moving any file twice.
+    """
 
     def __init__(self, files: Iterable[Any], batch_size: int = 5, trash: str | os.PathLike | None = None):
         # an item list (the course passes `data.valid_ds.x[idxs]`) holds its file names in `.items`
-        paths = [Path(f) for f in getattr(files, "items", files)]
-        self.files = [f for f in paths if f.is_file()]  # as v1: paths that are not files are not shown
+        paths = [Path(f).absolute() for f in getattr(files, "items", files)]
+        self.files = _unique_entries(f for f in paths if f.is_file())  # as v1: paths that are not files are not shown
         if not self.files:
             raise DataError(f"none of the {len(paths)} paths given is an existing file"
                             + (f", e.g. {paths[0]}" if paths else ""))
         super().__init__(len(self.files), range(len(self.files)), batch_size)
-        self.root = Path(os.path.commonpath([f.resolve().parent for f in self.files]))
-        self.trash = Path(trash) if trash is not None else self.root / ".deftly_trash"
+        # lexical, not resolved: the trash sits beside the links of a symlinked dataset, not in its targets' store
+        self.root = Path(os.path.commonpath([os.path.normpath(f.parent) for f in self.files]))
+        self.trash = Path(trash).absolute() if trash is not None else self.root / ".deftly_trash"
         self.moved: list[tuple[Path, Path]] = []  # (original, where it is now)
+        self.missing: list[Path] = []  # flagged files that were gone when their batch was confirmed
+        self.settled: set[int] = set()  # indexes whose confirmation is done (moved, kept or missing)
 
     def _settle(self, batch: list[int]) -> None:
         for i in batch:
+            if i in self.settled:  # a retried batch: this one was already dealt with
+                continue
             if i in self.flagged:
-                self.moved.append((self.files[i], self._move(self.files[i])))
+                file = self.files[i]
+                try:
+                    self.moved.append((file, self._move(file)))
+                except FileNotFoundError:
+                    self.missing.append(file)
+                    warnings.warn(f"{file} is gone (deleted outside the FileDeleter?); nothing to move to the trash",
+                                  stacklevel=3)
+                except OSError as e:
+                    raise DataError(f"cannot move the file to the trash folder {self.trash} ({e}); "
+                                    f"confirm again to retry", where=str(file)) from e
+            self.settled.add(i)
 
     def _move(self, file: Path) -> Path:
-        rel = file.resolve().relative_to(self.root)
+        if not os.path.lexists(file):
+            raise FileNotFoundError(file)
+        rel = Path(os.path.normpath(file)).relative_to(self.root)
         target = self.trash / rel
         k = 1
-        while target.exists():  # never overwrite an earlier trashed file of the same name
+        while os.path.lexists(target):  # never overwrite an earlier trashed file (or link) of the same name
             target = self.trash / rel.with_name(f"{rel.stem}.{k}{rel.suffix}")
             k += 1
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -224,10 +257,11 @@ class DeleterState(Review):
         return target
 
     def restore(self) -> list[Path]:
-        """Move every trashed file back where it was (unless a file is there now); returns them."""
+        """Move every trashed file back where it was (unless something is there now); returns them.
+        A trashed symlink comes back as the link (checked with `lexists`, not through its target)."""
         back, kept = [], []
         for original, now in self.moved:
-            if original.exists() or not now.exists():
+            if os.path.lexists(original) or not os.path.lexists(now):
                 kept.append((original, now))
                 continue
             original.parent.mkdir(parents=True, exist_ok=True)
@@ -235,3 +269,17 @@ class DeleterState(Review):
             back.append(original)
         self.moved = kept
         return back
+
+
+def _unique_entries(files: Iterable[Path]) -> list[Path]:
+    """`files` in order without repeats of the same directory entry: two names are the same entry
+    when their folders resolve to the same folder and their names match (`a.jpg`, `./a.jpg` and
+    `link_to_here/a.jpg`); two symlinks to one target stay two entries, as each can be moved."""
+    seen: set[Path] = set()
+    out = []
+    for f in files:
+        key = f.parent.resolve() / f.name
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out

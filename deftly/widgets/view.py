@@ -12,6 +12,7 @@ elsewhere pass `display=True` or display `view.widget` yourself.
 """
 from __future__ import annotations
 
+import html
 import io
 import os
 from pathlib import Path
@@ -84,7 +85,7 @@ class _BatchView:
         w = self._ipw
         self.delete_buttons = []
         if self.state.done:
-            self.widget.children = [w.HTML(f"<p>{self.done_message}</p>"), *self._closing()]
+            self.widget.children = [w.HTML(f"<p>{html.escape(self.done_message)}</p>"), *self._closing()]
             return
         tiles = [self._tile(i) for i in self.state.batch()]
         self.status.value = self.state.progress()
@@ -96,7 +97,7 @@ class _BatchView:
     def _image(self, i: int) -> Any:
         data = thumbnail(self.files[i], self.thumb_size)
         if data is None:
-            return self._ipw.HTML(f"<p>cannot read<br>{self.files[i].name}</p>")
+            return self._ipw.HTML(f"<p>cannot read<br>{html.escape(self.files[i].name)}</p>")
         return self._ipw.Image(value=data, format="png")
 
     def _delete_button(self, i: int) -> Any:
@@ -120,7 +121,11 @@ class ImageCleaner(_BatchView):
     `batch_size` at a time: flag images to drop, relabel others. Each "Next batch" writes
     `path/csv_name` with every kept image of `ds` and its label (v1's ImageCleaner), ready for
     `ImageDataBunch.from_csv(path, csv_labels='cleaned.csv')`. No image file is deleted or moved.
-    With `duplicates` (idxs from `from_similars`), the images are shown as pairs."""
+    With `duplicates` (idxs from `from_similars`), the images are shown as pairs.
+
+    The csv lists the items of `ds` and no others, so `ds` should be the whole labelled dataset:
+    the training split of a `split_none()` DataBunch, as the course does (see `deftly.widgets`),
+    not `data.valid_ds`, whose csv would make from_csv train on the validation images alone."""
 
     def __init__(self, ds: Any, idxs: Iterable[Any], path: str | os.PathLike, batch_size: int = 5,
                  duplicates: bool = False, csv_name: str = "cleaned.csv", thumb_size: int = 150,
@@ -165,8 +170,12 @@ class FileDeleter(_BatchView):
         super().__init__(state, state.files, thumb_size, display)
 
     def _closing(self) -> list[Any]:
-        moved = len(self.state.moved)
-        return [self._ipw.Label(f"{moved} file(s) moved to {self.state.trash}")] if moved else []
+        moved, missing = len(self.state.moved), len(self.state.missing)
+        notes = [f"{moved} file(s) moved to {self.state.trash}"] if moved else []
+        if missing:
+            names = ", ".join(f.name for f in self.state.missing)
+            notes.append(f"{missing} flagged file(s) were already gone: {names}")
+        return [self._ipw.Label(note) for note in notes]
 
     def _tile(self, i: int) -> Any:
         w = self._ipw
