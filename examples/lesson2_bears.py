@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> str:
                    .databunch(bs=args.bs)).normalize(stats)
     learn_cln = cnn_learner(db, arch, pretrained=False, metrics=error_rate)
     learn_cln.load("stage-2")
-    ds, idxs = DatasetFormatter().from_toplosses(learn_cln, ds_type=DatasetType.Train)
+    ds, idxs = DatasetFormatter().from_toplosses(learn_cln)
     # In a notebook: ImageCleaner(ds, idxs, path). Here a scripted person clicks through its batches:
     cleaner = CleanerState.from_dataset(ds, idxs, path, batch_size=5)
     deleted = relabelled = 0

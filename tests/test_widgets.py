@@ -69,13 +69,13 @@ def read_csv_rows(file) -> list[list[str]]:
 def test_from_toplosses_orders_the_valid_set_by_the_learners_losses(bears):
     learn = learner_for(bunch(bears))
     with pytest.warns(UserWarning, match=r"validation split only \(9 of the 18 labelled items\)"):
-        ds, idxs = DatasetFormatter().from_toplosses(learn)
+        ds, idxs = DatasetFormatter().from_toplosses(learn, ds_type=DatasetType.Valid)
     assert ds is learn.data.valid_ds
     _, _, losses = learn.get_preds(DatasetType.Valid, with_loss=True)
     assert idxs.tolist() == losses.argsort(descending=True).tolist()
     assert sorted(idxs.tolist()) == list(range(len(ds)))
     with pytest.warns(UserWarning, match="validation split only"):
-        _, top3 = DatasetFormatter.from_toplosses(learn, n_imgs=3)
+        _, top3 = DatasetFormatter.from_toplosses(learn, n_imgs=3, ds_type=DatasetType.Valid)
     assert top3.tolist() == idxs[:3].tolist()
     with pytest.raises(ConfigError, match="n_imgs"):
         DatasetFormatter.from_toplosses(learn, n_imgs=0)
@@ -119,7 +119,8 @@ def test_the_courses_whole_dataset_recipe_keeps_every_image_in_cleaned_csv(bears
     learn_cln = learner_for(db)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ds, idxs = DatasetFormatter().from_toplosses(learn_cln, ds_type=DatasetType.Train)
+        ds, idxs = DatasetFormatter().from_toplosses(learn_cln)  # the course's call: the training split
+    assert ds is db.train_ds
     state = CleanerState.from_dataset(ds, idxs, bears)
     state.flag(state.batch()[0])
     state.next_batch()

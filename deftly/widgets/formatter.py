@@ -2,12 +2,13 @@
 
 `from_toplosses` orders a split by the model's loss on each item (the likeliest mislabelled images
 first); `from_similars` pairs the images whose CNN features are most alike (likely duplicates).
-Both return `(ds, idxs)` for `ImageCleaner(ds, idxs, path)`.
+Both return `(ds, idxs)` for `ImageCleaner(ds, idxs, path)`, and both rank the training split
+unless told otherwise, as v1 did (it always read `fix_dl`).
 
 ImageCleaner's `cleaned.csv` lists the items of that one split only. When the learner's data has
 another labelled split (a validation set beside the training set), both methods warn: training on
 `from_csv('cleaned.csv')` would leave the other split's images out. To clean a whole dataset, do as
-the course does: build the data with `.split_none()` and rank `ds_type=DatasetType.Train`.
+the course does: build the data with `.split_none()` and rank its training split (the default).
 
 The training split is read through `DatasetType.Fix`, as v1 did: the training loader without
 shuffling or dropping its last batch (its augmentation still applies), so indexes match the items.
@@ -48,8 +49,8 @@ def _warn_if_part(data: Any, split: DatasetType) -> None:
             f"DatasetFormatter ranks the {name} split only ({mine} of the {mine + other} labelled items): "
             f"ImageCleaner(ds, idxs, path) writes cleaned.csv with these {mine} items alone, so "
             f"ImageDataBunch.from_csv(path, csv_labels='cleaned.csv') would leave out the {other} {other_name} "
-            f"items. To clean the whole dataset, build the data with .split_none() and pass "
-            f"ds_type=DatasetType.Train, as the course does (see the deftly.widgets docstring).",
+            f"items. To clean the whole dataset, build the data with .split_none() and rank its "
+            f"training split (the default), as the course does (see the deftly.widgets docstring).",
             UserWarning, stacklevel=4)
 
 
@@ -79,7 +80,7 @@ class DatasetFormatter:
 
     @classmethod
     def from_toplosses(cls, learn: Any, n_imgs: int | None = None,
-                       ds_type: DatasetType = DatasetType.Valid) -> tuple[Any, Tensor]:
+                       ds_type: DatasetType = DatasetType.Train) -> tuple[Any, Tensor]:
         """The split `ds_type` and the indexes of its `n_imgs` (default: all) items with the largest
         losses, largest first: the order `interp.top_losses()` gives."""
         if n_imgs is not None and n_imgs < 1:
@@ -89,7 +90,7 @@ class DatasetFormatter:
         return interp.ds, idxs
 
     @classmethod
-    def from_similars(cls, learn: Any, layer_ls: Sequence[int] | None = None, ds_type: DatasetType = DatasetType.Valid,
+    def from_similars(cls, learn: Any, layer_ls: Sequence[int] | None = None, ds_type: DatasetType = DatasetType.Train,
                       pool_dim: int | None = 4) -> tuple[Any, list[int]]:
         """The split `ds_type` and pairs of indexes (flat: i0, j0, i1, j1, ...) of its most similar
         items, most similar first, for `ImageCleaner(ds, idxs, path, duplicates=True)`.
