@@ -168,6 +168,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _host_list(text: str | None) -> tuple[str, ...] | None:
+    """--allowed-hosts: comma-separated host names (None when not given)."""
+    if text is None:
+        return None
+    return tuple(h.strip() for h in text.split(",") if h.strip())
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve an exported image classifier as a web app (a page, POST /predict, GET /health)."""
     if not Path(args.model).is_file():  # before the slow imports
@@ -177,6 +184,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = ServeSettings(max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
                              max_pixels=int(args.max_megapixels * 1e6), urls=not args.no_urls,
                              allow_local_urls=args.allow_local_urls, url_timeout=args.url_timeout,
+                             allowed_hosts=_host_list(args.allowed_hosts),
                              **({"parallel": args.parallel} if args.parallel else {}))
 
     serving: list[str] = []
@@ -364,6 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-local-urls", action="store_true",
                    help="let URLs point at this machine or private networks (refused by default)")
     p.add_argument("--url-timeout", type=_positive_float, default=10.0, help="seconds a URL has to send its image")
+    p.add_argument("--allowed-hosts", metavar="HOSTS", default=None,
+                   help="comma-separated Host names the server answers ('*.example.com' for subdomains, '*' for "
+                        "any); default: localhost, 127.0.0.1, ::1 and --host when listening on a loopback address, "
+                        "any otherwise")
 
     p = add("download-images", cmd_download_images, "download the images listed in a file of URLs",
             "Download each URL of URLS (one a line, as lesson 2's urls.txt) into DEST as 00000000.jpg, "

@@ -11,7 +11,9 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -210,7 +212,8 @@ def test_bad_requests_say_what_was_wrong(client, tiny):
                  r"cannot read the form: Too many files")
     assert_error(client.post("/predict", content=b"--xx\r\nnonsense", headers={
         "content-type": "multipart/form-data; boundary=yy"}), 400, "cannot read the form")
-    assert_error(upload(client, good, top="two"), 400, r"`top` must be a whole number >= 0, got 'two'")
+    assert_error(upload(client, good, top="two"), 400,
+                 r"`top` must be a whole number >= 0 of at most 6 digits, got 'two'")
     assert_error(upload(client, b"", "empty.png"), 400, r"'empty.png' is empty \(0 bytes\)")
     assert_error(upload(client, b"hello, I am text", "notes.png"), 400,
                  r"'notes.png' is not an image; expected one of JPEG, PNG")
@@ -218,6 +221,32 @@ def test_bad_requests_say_what_was_wrong(client, tiny):
     assert_error(upload(client, good[: len(good) // 2], "cut.png"), 400, r"'cut.png' is not a readable image")
     # formats PIL knows but a request may not use (EPS would run Ghostscript)
     assert_error(upload(client, b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "x.eps"), 400, "not an image")
+
+
+def test_odd_numbers_and_undecodable_files_are_400s_not_500s(client, tiny):
+    good = digit_files(tiny)[0].read_bytes()
+    # str.isdigit() accepts these, int() does not (or refuses so many digits): a 400, never a 500
+    for top in ("²", "٣", "1" * 5000, "-1", "1e3"):
+        assert_error(upload(client, good, top=top), 400, r"`top` must be a whole number >= 0 of at most 6 digits")
+    multipart = {"content-type": "multipart/form-data; boundary=b"}
+    for length in ("²", "٣", "12 34", "-5"):
+        headers = {**multipart, "content-length": length.encode()}
+        assert_error(client.post("/predict", content=b"--b--\r\n", headers=headers), 400,
+                     r"the Content-Length header must be a whole number of bytes")
+    assert_error(client.post("/predict", content=b"--b--\r\n", headers={**multipart, "content-length": "9" * 5000}),
+                 413, r"the request is a 5000-digit number of bytes, over the upload limit")
+
+    # a TIFF whose header reads fine but whose strip offsets are a float: PIL's decoder raises a
+    # TypeError, which is the file's fault (a 400), not the server's
+    tiff = bytearray(encoded(digit_files(tiny)[0], "TIFF"))
+    assert tiff[:4] == b"II*\x00"
+    ifd = struct.unpack_from("<I", tiff, 4)[0]
+    for i in range(struct.unpack_from("<H", tiff, ifd)[0]):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", tiff, entry)[0] == 273:  # StripOffsets: LONG -> DOUBLE
+            struct.pack_into("<H", tiff, entry + 2, 12)
+    assert_error(upload(client, bytes(tiff), "fuzzed.tif"), 400,
+                 r"^the file 'fuzzed.tif' is not a readable image \(\w+: .*\)$")
 
 
 def test_size_and_pixel_limits(learn, tiny):
@@ -346,30 +375,232 @@ def test_predict_from_url(learn, tiny, file_server, redirects):
                              "image": {"name": f"{base}/seven.png", "format": "PNG", "width": 28, "height": 28}}
     assert by_url(local, f"{redirects}{base}/seven.png").json()["prediction"] == answer.json()["prediction"]
     assert_error(by_url(local, f"{base}/missing.png"), 400, "fetching the URL gave HTTP 404")
-    assert_error(by_url(local, f"{base}/page.html"), 400, r"is not an image \(it looks like a web page or text\)")
+    assert_error(by_url(local, f"{base}/page.html"), 400,
+                 rf"^the URL '{base}/page.html' is not an image \(it looks like a web page or text\)")
     assert_error(by_url(local, f"{base}/big.png"), 413, "the URL's image is 5,004 bytes, over the limit of 4,000")
-    assert_error(by_url(local, f"{base}/slow.png"), 400, r"the URL did not answer within 1 s")
+    assert_error(by_url(local, f"{base}/slow.png"), 400, r"^the URL took more than 1 s to send its image$")
     assert_error(by_url(local, "ftp://127.0.0.1/a.png"), 400, "only http and https URLs can be fetched")
     assert_error(by_url(local, "file:///etc/passwd"), 400, "only http and https URLs")
     assert_error(by_url(local, f"{redirects}ftp://127.0.0.1/a.png"), 400, "only http and https")  # each hop checked
-    assert_error(by_url(local, f"{redirects}file:///etc/passwd"), 400, "302 Found - Redirection to url 'file:")
+    assert_error(by_url(local, f"{redirects}file:///etc/passwd"), 400,
+                 "the URL redirects to a URL this server does not fetch: only http and https URLs can be fetched")
+    assert_error(by_url(local, f"{redirects}{redirects}{redirects}{redirects}{redirects}{redirects}{base}/seven.png"),
+                 400, "the URL redirected more than 5 times")
     assert_error(by_url(local, "http://"), 400, "has no host")
+    secret = f"http://me:hunter2@{base.split('//')[1]}/seven.png"
+    response = by_url(local, secret)
+    assert_error(response, 400, r"^the URL holds a user name or password \(user:password@host\)")
+    assert "hunter2" not in response.text
     closed = base.rsplit(":", 1)[0] + ":1"
     assert_error(by_url(local, f"{closed}/a.png"), 400, r"cannot fetch the URL \(.*refused")
 
     public_only = TestClient(create_app(learn))  # the default: a request cannot reach the server's own network
     for url in (f"{base}/seven.png", "http://localhost:1/a.png", "http://10.1.2.3/a.png", "http://[::1]/a.png",
-                "http://169.254.169.254/latest/meta-data/"):
-        assert_error(by_url(public_only, url), 400, r"is a local or private address .* --allow-local-urls")
-    from deftly.serve.inputs import _CheckedRedirects  # a public URL redirecting to a local one: offline, only this way
-
-    request = urllib.request.Request("http://example.com/a.png")
-    with pytest.raises(RequestError, match=r"'127.0.0.1' is a local or private address"):
-        _CheckedRedirects(allow_local=False).redirect_request(request, None, 302, "Found", {}, "http://127.0.0.1/x")
+                "http://169.254.169.254/latest/meta-data/", "http://[::ffff:127.0.0.1]/a.png",
+                "http://[64:ff9b::7f00:1]/a.png", "http://[2002:7f00:1::]/a.png", "http://0.0.0.0/a.png",
+                "http://224.0.0.1/a.png"):
+        assert_error(by_url(public_only, url), 400, r"is a local or private address; .* --allow-local-urls")
     no_urls = TestClient(create_app(learn, ServeSettings(urls=False)))
     assert_error(by_url(no_urls, f"{base}/seven.png"), 400, "this server does not fetch URLs")
     assert 'data-urls="0"' in no_urls.get("/").text
     assert files.requests.count("/seven.png") == 2  # the refused requests never reached it
+
+
+@pytest.fixture
+def drip():
+    """A server on 127.0.0.1 that sends one byte every 0.25 s (for at most 12 s): /body after
+    headers announcing 100,000 bytes, /head before its headers are complete. Yields its base URL."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            try:
+                if self.path == "/body":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                else:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(48):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    if stop.wait(0.25):
+                        return
+            except OSError:  # the client gave up
+                pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    stop.set()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_url_that_drips_is_cut_off_at_the_timeout(learn, drip):
+    from deftly.serve import fetch_image_url
+
+    for path in ("/body", "/head"):  # a byte every 0.25 s: each read is quick, the whole is not
+        start = time.monotonic()
+        with pytest.raises(RequestError, match=r"^the URL took more than 1 s to send its image$"):
+            fetch_image_url(f"{drip}{path}", 10 ** 6, timeout=1.0, allow_local=True)
+        assert time.monotonic() - start < 4, path  # it used to wait for the whole body: 12 s here
+    client = TestClient(create_app(learn, ServeSettings(allow_local_urls=True, url_timeout=1)))
+    start = time.monotonic()
+    assert_error(client.post("/predict", files={"url": (None, f"{drip}/body")}), 400,
+                 r"^the URL took more than 1 s to send its image$")
+    assert time.monotonic() - start < 4
+
+
+@pytest.mark.parametrize("address, public", [
+    ("8.8.8.8", True), ("2606:4700::1111", True), ("::ffff:8.8.8.8", True), ("64:ff9b::808:808", True),
+    ("2002:808:808::", True),
+    ("127.0.0.1", False), ("10.0.0.1", False), ("172.16.0.1", False), ("192.168.1.1", False),
+    ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False), ("224.0.0.1", False),
+    ("240.0.0.1", False), ("255.255.255.255", False), ("::1", False), ("::", False), ("fe80::1", False),
+    ("fc00::1", False), ("fec0::1", False), ("ff02::1", False), ("2001:db8::1", False),
+    # IPv4 inside IPv6: judged by the IPv4 address they reach
+    ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False), ("64:ff9b::7f00:1", False),
+    ("64:ff9b::a9fe:a9fe", False), ("2002:7f00:1::", False), ("2002:a00:1::1", False), ("::127.0.0.1", False),
+])
+def test_which_addresses_are_public(address, public):
+    import ipaddress
+
+    from deftly.serve.fetch import is_public
+
+    assert is_public(ipaddress.ip_address(address)) is public
+
+
+@pytest.fixture
+def fake_dns(monkeypatch):
+    """Names under .test resolve to what `answers[name]` lists (taken in turn, the last one
+    repeated); `asked` counts the look-ups. 127.0.0.1 counts as a public address here, so the
+    servers of these tests, on 127.0.0.1, stand for public ones; every other local address does not."""
+    import ipaddress
+
+    from deftly.serve import fetch
+
+    real_getaddrinfo, real_is_public = socket.getaddrinfo, fetch.is_public
+    answers: dict[str, list[str]] = {}
+    asked: list[str] = []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if not str(host).endswith(".test"):
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        asked.append(host)
+        turns = answers[host]
+        address = turns.pop(0) if len(turns) > 1 else turns[0]
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sockaddr = (address, port, 0, 0) if family == socket.AF_INET6 else (address, port)
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", sockaddr)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(fetch, "is_public", lambda a: a == ipaddress.ip_address("127.0.0.1") or real_is_public(a))
+    return answers, asked
+
+
+def test_a_url_connects_to_the_address_it_checked(file_server, redirects, fake_dns, tiny):
+    from deftly.serve import fetch_image_url
+
+    files, base = file_server
+    files.files["/seven.png"] = image = digit_files(tiny)[-1].read_bytes()
+    port = base.rsplit(":", 1)[1]
+    answers, asked = fake_dns
+    # DNS rebinding: the first answer is "public", any later one local. The host is resolved once and
+    # the connection goes to the address checked, so the local one is never asked for, let alone used
+    answers["rebind.test"] = ["127.0.0.1", "10.0.0.1"]
+    assert fetch_image_url(f"http://rebind.test:{port}/seven.png", 10 ** 6, timeout=5) == image
+    assert asked == ["rebind.test"]
+    # a name with any local address is refused before any connection, IPv4-mapped and NAT64 ones too
+    for name, address in (("private.test", "10.0.0.1"), ("mapped.test", "::ffff:10.0.0.1"),
+                          ("nat64.test", "64:ff9b::a00:1"), ("sixtofour.test", "2002:a00:1::")):
+        answers[name] = [address]
+        with pytest.raises(RequestError, match=rf"^the URL's host '{name}' is a local or private address; this "
+                                               r"server only fetches public URLs \(start it with --allow-local-urls"):
+            fetch_image_url(f"http://{name}:{port}/seven.png", 10 ** 6, timeout=5)
+    # every redirect hop goes through the same check
+    answers["inside.test"] = ["10.0.0.1"]
+    with pytest.raises(RequestError, match=r"^the URL's host 'inside.test' is a local or private address"):
+        fetch_image_url(f"{redirects}http://inside.test:{port}/seven.png", 10 ** 6, timeout=5)
+    assert files.requests == ["/seven.png"]
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command to make a certificate")
+def test_https_urls_verify_the_certificate_against_the_host_name(tmp_path, monkeypatch):
+    import ssl
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from deftly.serve import fetch, fetch_image_url
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = f"GET {self.path} for {self.headers['Host']}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    httpd.socket = server_tls.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    port = httpd.server_address[1]
+    try:
+        with pytest.raises(RequestError, match=r"certificate cannot be trusted \(self.signed certificate"):
+            fetch_image_url(f"https://localhost:{port}/a b.png", 1000, timeout=5, allow_local=True)
+        monkeypatch.setattr(fetch, "_tls_context", lambda: ssl.create_default_context(cafile=str(cert)))
+        assert fetch_image_url(f"https://localhost:{port}/a b.png?x=é", 1000, timeout=5, allow_local=True) == (
+            f"GET /a%20b.png?x=%C3%A9 for localhost:{port}".encode())
+        # the certificate names localhost, not 127.0.0.1: checked against the URL's host, not the address
+        with pytest.raises(RequestError, match=r"certificate cannot be trusted \(.*mismatch"):
+            fetch_image_url(f"https://127.0.0.1:{port}/a.png", 1000, timeout=5, allow_local=True)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+# ------------------------------------------------------------------------------------------ the Host header
+
+
+def test_a_loopback_server_answers_only_its_own_host_names(learn):
+    from deftly.serve import listen
+    from deftly.serve.app import LOOPBACK_HOSTS, served_hosts
+
+    with contextlib.closing(listen("127.0.0.1", 0)) as loopback, contextlib.closing(listen("0.0.0.0", 0)) as every:
+        assert served_hosts("127.0.0.1", loopback) == LOOPBACK_HOSTS
+        assert served_hosts("0.0.0.0", every) is None  # any Host: the server is meant to be reached from afar
+    client = TestClient(create_app(learn, ServeSettings(allowed_hosts=LOOPBACK_HOSTS)), base_url="http://127.0.0.1")
+    for host in ("127.0.0.1", "127.0.0.1:8000", "localhost:8000", "LOCALHOST", "[::1]:8000", "[::1]"):
+        assert client.get("/health", headers={"host": host}).status_code == 200, host
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "localhost.evil.example", "::1"):
+        assert_error(client.get("/health", headers={"host": host}), 400,
+                     r"^this server does not answer the Host '.*'; it answers localhost, 127.0.0.1, ::1 \(start it "
+                     r"with --allowed-hosts")
+    assert_error(client.post("/predict", files={"url": (None, "http://x/")}, headers={"host": "evil.example"}),
+                 400, "does not answer the Host 'evil.example'")
+    wildcard = TestClient(create_app(learn, ServeSettings(allowed_hosts=("*.example.com",))))
+    assert wildcard.get("/health", headers={"host": "a.example.com"}).status_code == 200
+    assert wildcard.get("/health", headers={"host": "example.com.evil"}).status_code == 400
+    assert TestClient(create_app(learn)).get("/health", headers={"host": "evil.example"}).status_code == 200
+    for hosts, match in ((("a*b",), "'a\\*b' is not a host name"), (("*example.com",), "is not a host name"),
+                         ((), "is empty"), ("localhost", "not the string 'localhost'")):
+        with pytest.raises(ConfigError, match=match):
+            ServeSettings(allowed_hosts=hosts)
 
 
 # ------------------------------------------------------------------------------------------ the command
@@ -389,11 +620,11 @@ def finished(*args: str, timeout: float = 120) -> tuple[int, str, str]:
     return process.returncode, out, err
 
 
-def raw_get(port: int, path: str) -> tuple[int, str]:
-    """GET `path` exactly as written (http.client does not normalise it)."""
+def raw_get(port: int, path: str, host: str | None = None) -> tuple[int, str]:
+    """GET `path` exactly as written (http.client does not normalise it), with `host` as the Host header."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        connection.request("GET", path)
+        connection.request("GET", path, headers={"Host": host} if host else {})
         response = connection.getresponse()
         return response.status, response.read().decode("utf-8", "replace")
     finally:
@@ -433,6 +664,11 @@ def test_deftly_serve_runs_uvicorn(model_file, learn, tiny, tmp_path):
                      "/./health/../../etc/passwd"):
             status, text = raw_get(port, path)
             assert status == 404 and "root:" not in text and '"error"' in text, (path, status, text[:200])
+        # bound to 127.0.0.1: a page on a name that rebinds to 127.0.0.1 sends its own Host, refused
+        status, text = raw_get(port, "/health", host="evil.example")
+        assert status == 400 and json.loads(text)["error"].startswith("this server does not answer the Host "
+                                                                      "'evil.example'; it answers localhost")
+        assert raw_get(port, "/health", host=f"localhost:{port}")[0] == 200
 
         busy_status, busy_out, busy_err = finished("serve", str(model_file), "--port", str(port), "--quiet")
         assert busy_status == 1 and busy_out == ""
@@ -467,4 +703,4 @@ def test_deftly_serve_refuses_wrong_model_files(tmp_path, tiny):
     assert err == (f"deftly serve: error: {model} holds a collab model, not an image classifier: `deftly serve` "
                    "serves image classifiers\n")
     status, out, err = finished("serve", "--help")
-    assert status == 0 and "--max-upload-mb" in out and "--allow-local-urls" in out
+    assert status == 0 and "--max-upload-mb" in out and "--allow-local-urls" in out and "--allowed-hosts" in out

@@ -5,7 +5,8 @@ refuse the same models with the same words and answer in the same shape:
 
     {"prediction": "7", "probabilities": [["7", 0.93], ["3", 0.07]]}     # most probable first
 
-A multi-label model's prediction is the list of its labels over the threshold.
+A multi-label model's prediction is the list of its labels over the threshold. `read_image` decodes
+an image's bytes as `predict` would, so a caller can tell an unreadable input from a failing model.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from deftly.core.errors import ConfigError, ExportError
 
-__all__ = ["image_classes", "ranked_prediction"]
+__all__ = ["image_classes", "ranked_prediction", "read_image"]
 
 
 def image_classes(learn: Any, source: str, needs: str) -> list[str]:
@@ -56,3 +57,20 @@ def ranked_prediction(learn: Any, classes: list[str], image: Any, top: int = 0) 
     obj = getattr(label, "obj", label)
     prediction = [str(o) for o in obj] if isinstance(obj, (list, tuple)) else str(obj)
     return {"prediction": prediction, "probabilities": [[c, round(p, 6)] for c, p in ranked]}
+
+
+def read_image(learn: Any, data: bytes) -> Any:
+    """`data` (an image file's bytes) decoded as `learn.predict(data)` would decode it: by the item
+    list that prepares `predict`'s input (its colour mode, JPEG draft size and `after_open`).
+
+    The result goes to `learn.predict` (or `ranked_prediction`) with the same prediction as the
+    bytes. Decoding on its own lets the web app answer a file PIL cannot decode (which may raise
+    any exception, not only deftly's DataError) as the request's fault, and a failing model as the
+    server's. Data without such an item list gets `data` back: `predict` decodes it then.
+    """
+    bunch = learn.data
+    items = getattr(getattr(bunch, "single_ds", None), "x", None)
+    if items is None:
+        items = getattr(getattr(bunch, "train_ds", None), "x", None)
+    from_object = getattr(items, "from_object", None)
+    return data if from_object is None else from_object(data)
