@@ -78,7 +78,7 @@ def run_deftly(image: Path, folder: Path, names: list[str], args: argparse.Names
     """Export and reload a deftly resnet34 learner; time bare forward and predict."""
     import torch
 
-    from deftly.core import set_seed
+    from deftly.core import cpu_has_bf16, set_seed
     from deftly.export import load_learner
     from deftly.vision import ImageDataBunch, cnn_learner, imagenet_stats, models
 
@@ -102,6 +102,9 @@ def run_deftly(image: Path, folder: Path, names: list[str], args: argparse.Names
         learn.predict(str(image))
 
     steps = {"bare": bare, "predict": predict}
+    if cpu_has_bf16():  # an opt-in for CPUs with native bf16, reported beside the fp32 figures
+        fast = load_learner(tmp, "export.pkl").to_bf16()
+        steps["predict_bf16"] = lambda: fast.predict(str(image))
     times = time_steps(steps, args.warmup, args.runs)
     return {"times": times, "label": str(learn.predict(str(image))[0]), "input": list(x.shape)}
 
@@ -148,6 +151,10 @@ def main(argv: list[str] | None = None) -> float:
         print(f"bare model(x):   {bare[0]:7.2f} ms  (median {bare[1]:.2f})  input {mine['input']}")
         print(f"deftly predict:  {pred[0]:7.2f} ms  (median {pred[1]:.2f})  overhead {pred[0] - bare[0]:+.2f} ms",
               flush=True)
+        fast = ms(mine["times"]["predict_bf16"]) if "predict_bf16" in mine["times"] else None
+        if fast:
+            print(f"deftly predict after learn.to_bf16() (this CPU has native bf16): {fast[0]:7.2f} ms "
+                  f"(median {fast[1]:.2f})", flush=True)
         speedup = None
         if args.peer:
             theirs = run_fastai(image, folder, names, args, tmp)
@@ -162,6 +169,9 @@ def main(argv: list[str] | None = None) -> float:
             print(f"overhead beyond the forward: deftly {pred[0] - bare[0]:.2f} ms, "
                   f"fastai {fpred[0] - fbare[0]:.2f} ms ({over:.1f}x)")
             speedup = fpred[0] / pred[0]
+            if fast:
+                print(f"fastai predict / deftly bf16 predict: {fpred[0] / fast[0]:.1f} (informational; the goal "
+                      "line below compares the fp32 defaults)")
     overhead = pred[0] / bare[0]
     print(f"predict_overhead: {overhead:.2f}")
     if speedup is not None:

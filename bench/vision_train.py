@@ -60,18 +60,6 @@ DIV = 25.0
 DIV_FINAL = 1e5
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16/AMX, or AVX-512 that oneDNN uses for
-    bf16). Without it, bf16 autocast is far slower than fp32: 13x for this resnet18 step on an
-    AVX2-only CPU."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 class Alternation:
     """Hands the CPU to the fastai side between epochs, so the two fits alternate epoch by epoch:
     D1 F1 D2 F2 ... (or F1 D1 F2 D2 ...). Each side's time leaves out the time it waited."""
@@ -148,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    from deftly.core import cpu_has_bf16
+
     bf16 = args.precision == "bf16" or (args.precision == "auto" and cpu_has_bf16())
     results: dict[str, list[dict]] = {"deftly": [], "fastai": []}
     tmp = tempfile.TemporaryDirectory(prefix="deftly-bench-")

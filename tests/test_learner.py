@@ -458,10 +458,10 @@ def test_to_bf16_warns_on_a_cpu_without_native_bfloat16(data, monkeypatch):
     import deftly.train.learner as learner_module
 
     learn = make_learner(data)
-    monkeypatch.setattr(learner_module, "_cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(learner_module, "cpu_has_bf16", lambda: False)
     with pytest.warns(UserWarning, match="no native bfloat16"):
         learn.to_bf16()
-    monkeypatch.setattr(learner_module, "_cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(learner_module, "cpu_has_bf16", lambda: True)
     with _warnings.catch_warnings():
         _warnings.simplefilter("error")
         learn.to_bf16()

@@ -97,3 +97,14 @@ def set_inference_threads(n: int | None = None, processes: int = 1, interop: int
                           f"threads and cannot change them now; call it before any model runs to get {interop}",
                           stacklevel=2)
     return torch.get_num_threads(), torch.get_num_interop_threads()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16, AMX, or AVX-512 that oneDNN uses
+    for bf16): there bf16 autocast makes CNNs 1.3-2.5x faster; without it, far slower (13x for a
+    resnet18 step on an AVX2-only CPU). False when torch cannot tell."""
+    check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:
+        return False

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from deftly.core.device import to_cpu, to_device
+from deftly.core.device import cpu_has_bf16, to_cpu, to_device
 from deftly.core.errors import ConfigError, DataError, ExportError, TrainingError
 from deftly.data.databunch import DataBunch, DatasetType
 from deftly.train.callback import (
@@ -339,7 +339,7 @@ class Learner:
     def to_bf16(self) -> "Learner":
         """bfloat16 autocast (no loss scaling needed); 1.8-2.5x faster for CNNs on CPUs with bf16 units,
         much slower on CPUs without them (said as a warning)."""
-        if self.data.device.type == "cpu" and not _cpu_has_bf16():
+        if self.data.device.type == "cpu" and not cpu_has_bf16():
             warnings.warn("this CPU has no native bfloat16 support (no AVX512-BF16/AMX): bf16 autocast will run "
                           "much slower than fp32; call learn.to_fp32() to go back", stacklevel=2)
         self.to_fp32()
@@ -628,12 +628,3 @@ def _fused_step(cls: Any, opt_func: Callable, groups: list[dict[str, Any]]) -> d
     if len(devices) != 1 or devices - {"cpu", "cuda"} or not all(p.is_floating_point() for p in params):
         return {}
     return {"fused": True}
-
-
-def _cpu_has_bf16() -> bool:
-    """Whether oneDNN has native bfloat16 kernels on this CPU."""
-    check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
-    try:
-        return bool(check()) if check is not None else True
-    except RuntimeError:
-        return True
