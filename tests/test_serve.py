@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import urllib.request
+import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -140,7 +141,8 @@ def test_health_and_page(client, learn):
     health = client.get("/health")
     assert health.status_code == 200
     assert health.json() == {"status": "ok", "model": "digits.pkl", "classes": ["3", "7"],
-                             "max_upload_bytes": 10 * 2 ** 20, "max_pixels": 40_000_000, "urls": True}
+                             "max_upload_bytes": 10 * 2 ** 20, "max_pixels": 40_000_000, "urls": True,
+                             "bf16": False}
 
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -183,6 +185,18 @@ def test_predict_upload_matches_learn_predict(client, learn, tiny):
     top = upload(client, file.read_bytes(), top="1").json()
     assert len(top["probabilities"]) == 1 and top["probabilities"][0][0] == top["prediction"]
 
+
+def test_bf16_predictions_agree_with_float32(model_file, learn, tiny):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # to_bf16 warns on a CPU without native bf16: still correct, slower
+        fast = TestClient(create_app(model_file, ServeSettings(bf16=True, parallel=1)))
+    assert fast.get("/health").json()["bf16"] is True
+    for file in digit_files(tiny):
+        body = upload(fast, file.read_bytes(), file.name).json()
+        label, _, probs = learn.predict(str(file))  # the float32 learner of the other tests
+        assert body["prediction"] == str(label)
+        sent = dict(body["probabilities"])
+        assert max(abs(sent[c] - float(p)) for c, p in zip(["3", "7"], probs)) < 0.03
 
 def test_routes_refuse_other_paths_and_methods(client, model_file):
     assert_error(client.get("/predict"), 405, r"GET is not allowed on '/predict' \(allowed: POST\)")

@@ -93,6 +93,9 @@ class ServeSettings:
         `serve` answers any unless it is bound to a loopback address, when it answers LOOPBACK_HOSTS
         and its own `host` (a guard against DNS rebinding: a web page cannot reach a local server
         through a name of its own).
+    bf16: predict in bfloat16 autocast (`learn.to_bf16()`): about 1.5x faster on a CPU with native
+        bf16 (AVX512-BF16 or AMX, `deftly.core.cpu_has_bf16()`), slower elsewhere; probabilities
+        differ from float32 ones in the second or third decimal.
     """
 
     max_upload_bytes: int = 10 * 2 ** 20
@@ -105,6 +108,7 @@ class ServeSettings:
     read_timeout: float = 60.0
     max_url_fetches: int = 8
     allowed_hosts: tuple[str, ...] | None = None
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "parallel", "max_pending", "max_url_fetches"):
@@ -282,8 +286,8 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 def create_app(model: Any, settings: ServeSettings | None = None, name: str | None = None) -> Starlette:
     """The Starlette app serving `model`: a learner (from `load_learner`) or the path of an
-    exported one, loaded here once. `name` (default: the file's name) is how the page and
-    /health call the model. A model that is not an image classifier raises ConfigError."""
+    exported one, loaded here once (`settings.bf16` switches it to bf16 autocast). `name` (default:
+    the file's name) is how the page and /health call the model. A model that is not an image classifier raises ConfigError."""
     settings = settings or ServeSettings()
     if isinstance(model, (str, os.PathLike)):
         from deftly.export import load_learner
@@ -293,10 +297,12 @@ def create_app(model: Any, settings: ServeSettings | None = None, name: str | No
     else:
         learn, name = model, name or "model"
         source = name
+    if settings.bf16:
+        learn.to_bf16()
     clf = _Classifier(learn, settings, source)
     page = render_page(name, clf.classes, settings.max_upload_bytes, settings.urls)
     health = {"status": "ok", "model": name, "classes": clf.classes, "max_upload_bytes": settings.max_upload_bytes,
-              "max_pixels": settings.max_pixels, "urls": settings.urls}
+              "max_pixels": settings.max_pixels, "urls": settings.urls, "bf16": settings.bf16}
 
     async def index(request: Request) -> Response:
         return HTMLResponse(page, headers=page_headers())
