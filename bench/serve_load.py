@@ -77,7 +77,7 @@ def start_server(model: Path, args: argparse.Namespace) -> tuple[subprocess.Pope
     env = {**os.environ, "DEFTLY_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "deftly", "serve", str(model), "--port", "0", "--quiet",
-           "--parallel", str(args.parallel), "--threads", str(args.threads)]
+           "--parallel", str(args.parallel), "--threads", str(args.threads)] + (["--bf16"] if args.bf16 else [])
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline()
     match = re.search(r" on (http://\S+/) ", line)
@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parallel", type=int, default=0, help="the server's --parallel (0: its default, cores up to 4)")
     p.add_argument("--threads", type=int, default=0, help="the server's --threads (0: cores / parallel)")
     p.add_argument("--images", type=int, default=64, help="distinct bundled images sent in turn")
+    p.add_argument("--bf16", action="store_true", help="the server's --bf16 (bf16 autocast predictions)")
     args = p.parse_args(argv)
 
     images = pets_images()
@@ -161,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     errors += warm_errors
     if not alive:
         errors.append("the server died during the run")
-    print(f"server: deftly serve --parallel {args.parallel or 'auto'} --threads {args.threads or 'auto'}; "
+    print(f"server: deftly serve --parallel {args.parallel or 'auto'} --threads {args.threads or 'auto'}"
+          f"{' --bf16' if args.bf16 else ''}; "
           f"{args.requests} requests, {args.concurrency} concurrent, after {args.warmup} warm-up")
     print(f"errors: {len(errors)}")
     for message, count in Counter(errors).most_common(5):
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"requests_per_s: {len(latencies) / wall:.1f}  ({len(latencies)} answered in {wall:.1f} s)")
     print(f"server_rss_mb: ready {rss_start:.1f}, after warm-up {rss_before:.1f}, after the run {rss_after:.1f} "
           f"(growth from ready: {rss_after / rss_start - 1:+.1%})")
-    print(f"serve_memory_growth: {rss_after / rss_before - 1:.2f}")
+    print(f"serve_memory_growth: {round(rss_after / rss_before - 1, 2) + 0.0:.2f}")  # + 0.0: no "-0.00"
     print(f"serve_errors: {len(errors)}")
     return 0 if not errors else 1
 
