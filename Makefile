@@ -53,7 +53,7 @@ test: env browser
 bench: env
 	$(PY) bench/loop_overhead.py --peer
 	$(PY) bench/vision_pipeline.py --peer
-	$(PY) bench/vision_train.py --peer
+	$(PY) bench/vision_train.py --peer --size 224 --threads 2
 	$(PY) bench/tabular_quality.py
 	$(PY) bench/tabular_speed.py --peer
 	$(PY) bench/collab_quality.py --peer
