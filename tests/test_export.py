@@ -72,14 +72,21 @@ def test_vision_single_label(tiny, tmp_path):
     _same_predictions(learn, loaded, [open_image(files[0])])
 
 
-def test_vision_multi_label(planet, tmp_path):
-    from deftly.vision import ImageList, cnn_learner, get_transforms, models
+def planet_bunch(planet: Path, bs: int):
+    """A tenth of the bundled planet sample as a small multi-label DataBunch (seeded split)."""
+    from deftly.vision import ImageList, get_transforms
 
-    set_seed(0)
-    data = (ImageList.from_csv(planet, "labels.csv", folder="train", suffix=".jpg").filter_by_rand(0.1, seed=0)
+    return (ImageList.from_csv(planet, "labels.csv", folder="train", suffix=".jpg").filter_by_rand(0.1, seed=0)
             .split_by_rand_pct(0.2, seed=0).label_from_df(label_delim=" ")
             .transform(get_transforms(flip_vert=True, max_warp=0.0), size=(32, 40), resize_method="squish")
-            .databunch(bs=16, num_workers=0).normalize())
+            .databunch(bs=bs, num_workers=0).normalize())
+
+
+def test_vision_multi_label(planet, tmp_path):
+    from deftly.vision import cnn_learner, models
+
+    set_seed(0)
+    data = planet_bunch(planet, bs=16)
     learn = cnn_learner(data, models.resnet18, pretrained=False, progress=False)
     learn.fit(1, 1e-3)
     loaded, manifest = _roundtrip(learn, tmp_path, "planet.export")

@@ -98,13 +98,11 @@ def test_image_classifier_matches_get_preds_and_predict(tiny, tmp_path):
 
 
 def test_multi_label_outputs_sigmoid_probabilities(planet, tmp_path):
-    from deftly.vision import ImageList, cnn_learner, get_transforms, models
+    from deftly.vision import cnn_learner, models
+    from test_export import planet_bunch  # tests/ is on the path, as test_serve_browser uses it
 
     set_seed(0)
-    data = (ImageList.from_csv(planet, "labels.csv", folder="train", suffix=".jpg").filter_by_rand(0.1, seed=0)
-            .split_by_rand_pct(0.2, seed=0).label_from_df(label_delim=" ")
-            .transform(get_transforms(flip_vert=True, max_warp=0.0), size=(32, 40), resize_method="squish")
-            .databunch(bs=8, num_workers=0).normalize())
+    data = planet_bunch(planet, bs=8)
     learn = cnn_learner(data, models.resnet18, pretrained=False, progress=False, path=tmp_path)
     learn.fit(1, 1e-3)
     session = _session(learn.to_onnx())

@@ -618,8 +618,8 @@ def _fused_step(cls: Any, opt_func: Callable, groups: list[dict[str, Any]]) -> d
     2.4+, floating point, all on the CPU or all on CUDA) and the user chose no implementation: one
     kernel over every tensor, about 30% cheaper than the per-tensor loop torch uses on the CPU."""
     given = opt_func.keywords if isinstance(opt_func, partial) else {}
-    if "fused" in given or "foreach" in given or not (isinstance(cls, type) and issubclass(cls, torch.optim.Adam)
-                                                      or cls is torch.optim.AdamW):
+    adam = isinstance(cls, type) and issubclass(cls, (torch.optim.Adam, torch.optim.AdamW))
+    if "fused" in given or "foreach" in given or not adam:
         return {}
     if tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 4):
         return {}
