@@ -194,6 +194,26 @@ def test_normalize_with_imagenet_stats_and_denorm(plain):
     assert xt.min() < 0
 
 
+def test_normalize_works_in_place_only_after_the_images_own_steps(plain):
+    """After the image pipeline's augment step (which always makes a new tensor) normalising in
+    place saves a batch-sized allocation; after a user's dl_tfm it must not touch what it got."""
+    plain.normalize(imagenet_stats)
+    assert plain._norm_step.inplace
+    x1, _ = plain.one_batch(DatasetType.Valid)
+    seen = []
+
+    def keep(batch):  # a user's step that hands on a tensor it also keeps
+        seen.append(batch[0])
+        return batch
+
+    plain.remove_tfm(plain._norm_step)
+    plain.add_tfm(keep)
+    plain.normalize(imagenet_stats)
+    assert not plain._norm_step.inplace
+    x2, _ = plain.one_batch(DatasetType.Valid)
+    assert torch.allclose(x1, x2) and seen[-1].min() >= 0  # the kept tensor is still un-normalised
+
+
 def test_normalize_without_stats_uses_batch_stats(plain):
     raw_mean, raw_std = plain.batch_stats()
     assert len(raw_mean) == 3 and 0.05 < raw_mean[0] < 0.3 and 0.2 < raw_std[0] < 0.45  # MNIST digits

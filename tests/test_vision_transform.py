@@ -96,6 +96,29 @@ def test_uint8_becomes_float_and_inputs_are_untouched(digits):
     assert torch.equal(digits, before) and torch.equal(x, x_before)
 
 
+def test_the_images_returned_are_always_a_new_tensor(digits):
+    """The contract NormalizeBatch(inplace=True) relies on: never x itself, never a kept buffer."""
+    x = digits.float() / 255
+    for aug in (BatchAugment([]), BatchAugment([flip_lr(p=0.0)]), BatchAugment([flip_lr(p=1.0)])):
+        for inp in (x, digits):
+            out, _ = aug(inp)
+            assert out.data_ptr() != inp.data_ptr() and out.data_ptr() not in {
+                t.data_ptr() for t in aug._work.__dict__.values()}
+            assert torch.equal(out, x) or aug.tfms[0].p == 1.0
+
+
+def test_normalize_in_place_only_when_asked(digits):
+    x = digits.float() / 255
+    kept = x.clone()
+    norm = Normalize(*imagenet_stats)
+    y = norm(x)
+    assert torch.equal(x, kept) and y.data_ptr() != x.data_ptr()
+    z = norm(x, inplace=True)
+    assert z.data_ptr() == x.data_ptr() and torch.allclose(z, y)
+    u = digits.clone()
+    assert torch.allclose(norm(u, inplace=True), y) and torch.equal(u, digits)  # uint8 input: never overwritten
+
+
 def test_flip_lr_with_p1_is_torch_flip(digits):
     out, _ = BatchAugment([flip_lr(p=1.0)])(digits)
     assert torch.allclose(out, torch.flip(digits.float() / 255, dims=(-1,)), atol=1e-5)

@@ -43,12 +43,13 @@ class PairTransform:
 class NormalizeBatch:
     """The batch step of `data.normalize`: x (and, with `do_y`, image targets) normalised."""
 
-    def __init__(self, norm: Normalize, do_x: bool = True, do_y: bool = False):
+    def __init__(self, norm: Normalize, do_x: bool = True, do_y: bool = False, inplace: bool = False):
         self.norm, self.do_x, self.do_y = norm, do_x, do_y
+        self.inplace = inplace  # x is always a batch the step before just made (see ImageDataBunch.normalize)
 
     def __call__(self, batch: tuple[Any, Any]) -> tuple[Any, Any]:
         x, y = batch
-        return (self.norm(x) if self.do_x else x), (self.norm(y) if self.do_y else y)
+        return (self.norm(x, inplace=self.inplace) if self.do_x else x), (self.norm(y) if self.do_y else y)
 
     def __repr__(self) -> str:
         return repr(self.norm)
@@ -193,6 +194,14 @@ def _grid(cells: list[tuple[Image, str, str | None]], figsize: tuple[float, floa
     return fig
 
 
+def _augment_only(dl: DeviceDataLoader) -> bool:
+    """Whether `dl`'s batch steps are only its images' BatchAugment, which always returns images it
+    has just made: a step added after them may then overwrite those in place."""
+    own = getattr(dl.dataset, "batch_tfms", [])
+    return bool(dl.tfms) and all(t in own and isinstance(t, PairTransform) and isinstance(t.fn, BatchAugment)
+                                 for t in dl.tfms)
+
+
 class ImageDataBunch(DataBunch):
     """A DataBunch of images: the course's factories, `normalize`, `denorm`, `show_batch`."""
 
@@ -215,7 +224,7 @@ class ImageDataBunch(DataBunch):
             stats = batch_stats(x)
         self.norm = Normalize(*stats)
         self.stats = (list(self.norm.mean), list(self.norm.std))
-        self._norm_step = NormalizeBatch(self.norm, do_x, do_y)
+        self._norm_step = NormalizeBatch(self.norm, do_x, do_y, inplace=all(map(_augment_only, self.dls)))
         self.add_tfm(self._norm_step)
         return self
 

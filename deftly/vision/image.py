@@ -18,6 +18,7 @@ from torch import Tensor
 
 from deftly.core.errors import DataError
 from deftly.core.paths import get_files
+from deftly.vision.jpeg import decode_rgb
 
 #: File extensions treated as images (everything mimetypes maps to image/*).
 image_extensions: set[str] = {ext for ext, kind in mimetypes.types_map.items() if kind.startswith("image/")}
@@ -117,6 +118,12 @@ def read_pil(fn: str | os.PathLike | bytes | io.BytesIO, convert_mode: str = "RG
     name = "<bytes>" if isinstance(fn, (bytes, io.BytesIO)) else str(fn)
     source = io.BytesIO(fn) if isinstance(fn, bytes) else fn
     try:
+        data = _jpeg_bytes(fn) if convert_mode == "RGB" else None
+        if data is not None:
+            fast = decode_rgb(data, draft)  # most JPEGs; None for the others
+            if fast is not None:
+                return fast
+            source = io.BytesIO(data)
         with PIL.Image.open(source) as im:
             if draft is not None and im.format == "JPEG":
                 im.draft("RGB" if convert_mode == "RGB" else None, draft)
@@ -130,6 +137,17 @@ def read_pil(fn: str | os.PathLike | bytes | io.BytesIO, convert_mode: str = "RG
         raise DataError("no such image file", where=name) from e
     except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError) as e:
         raise DataError(f"cannot read an image ({e})", where=name) from e
+
+
+def _jpeg_bytes(fn: Any) -> bytes | None:
+    """The whole of `fn` (bytes or a file name) when it starts like a JPEG, else None (read no further)."""
+    if isinstance(fn, bytes):
+        return fn if fn[:2] == b"\xff\xd8" else None
+    if not isinstance(fn, (str, os.PathLike)):
+        return None
+    with open(fn, "rb") as f:
+        head = f.read(2)
+        return head + f.read() if head == b"\xff\xd8" else None
 
 
 def to_8bit(im: PIL.Image.Image) -> PIL.Image.Image:

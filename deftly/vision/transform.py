@@ -577,6 +577,12 @@ def _to_float(x: Tensor) -> Tensor:
     return x
 
 
+def _fresh_float(x: Tensor) -> Tensor:
+    """`_to_float(x)`, copied when that is `x` itself: a tensor the caller owns."""
+    out = _to_float(x)
+    return out.clone() if out is x else out
+
+
 class BatchAugment:
     """Random augmentation of a whole batch on its device: one grid_sample for all coordinate
     transforms, one logit-space affine map for lighting, each transform firing per sample with its p."""
@@ -637,15 +643,20 @@ class BatchAugment:
         return AugmentParams(affine @ warp, moved, projective, mul, add, lit)
 
     def __call__(self, x: Tensor, y: Any = None) -> tuple[Tensor, Any]:
-        """Augment a batch (B, C, H, W); returns (float images in [0, 1], y moved when tfm_y)."""
+        """Augment a batch (B, C, H, W); returns (float images in [0, 1], y moved when tfm_y).
+
+        The images returned are always a tensor this call created, never `x` or a buffer kept for
+        later batches, so the next step may work in place on it (`NormalizeBatch(inplace=True)`).
+        """
         if x.ndim != 4:
             raise DataError(f"BatchAugment needs a (B, C, H, W) batch, got shape {tuple(x.shape)}")
         if not self.tfms:  # the validation step: nothing to draw, only the float conversion
-            return _to_float(x), y
+            return _fresh_float(x), y
         return self.apply(x, y, self.sample(x.shape[0], tuple(x.shape[-2:])))
 
     def apply(self, x: Tensor, y: Any, params: AugmentParams) -> tuple[Tensor, Any]:
-        """Apply drawn `params` to a batch (and to y when tfm_y); the inputs are never modified.
+        """Apply drawn `params` to a batch (and to y when tfm_y); the inputs are never modified and
+        the images returned are a new tensor.
 
         Samples a transform did not fire for carry identity parameters, so most batches are one
         grid_sample and one in-place lighting pass over every sample, with no gather or merge
@@ -670,8 +681,10 @@ class BatchAugment:
             owned = True  # grid_sample's output, or a merge into a copy: never a reused buffer
             if self.tfm_y and y is not None:
                 y = self._move_y(y, grid, sel, params)
+        if not owned:  # float input that nothing moved: the caller gets a copy, never x itself
+            out = out.clone()
         if bool(params.lit.any()):
-            out = _light(out if owned else out.clone(), params)
+            out = _light(out, params)
         return out, y
 
     def _move_y(self, y: Tensor, grid: Tensor, sel: "_Selection", params: AugmentParams) -> Tensor:
@@ -792,9 +805,10 @@ class Normalize:
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
         return mean, std
 
-    def __call__(self, x: Tensor) -> Tensor:
-        """Normalise (C, H, W) or (B, C, H, W) images."""
-        fresh = x.dtype == torch.uint8  # then the float copy is ours to normalise in place
+    def __call__(self, x: Tensor, inplace: bool = False) -> Tensor:
+        """Normalise (C, H, W) or (B, C, H, W) images; `inplace=True` overwrites a float `x` (for a
+        batch the pipeline just made: a fresh batch-sized result costs page faults every batch)."""
+        fresh = inplace or x.dtype == torch.uint8  # the float copy of uint8 input is ours anyway
         x = _to_float(x)
         mean, std = self._stats(x)
         return x.sub_(mean).div_(std) if fresh else torch.sub(x, mean).div_(std)
