@@ -12,9 +12,9 @@ deftly (what lesson 1 writes):
     ImageDataBunch.from_name_re(path_img, fnames, r'/([^/]+)_\d+.jpg$', ds_tfms=get_transforms(),
                                 size=S, bs=64, num_workers=W).normalize(imagenet_stats)
 
-per item (in the workers when W > 0): decode, random crop + resize to S (`ItemResize`), uint8
-tensor; collate; then per batch in the main process: one grid_sample for flip/rotate/zoom/warp
-plus lighting (`BatchAugment`), Normalize.
+per item (in the workers when W > 0): decode (simplejpeg for JPEGs), random crop + resize to S
+(`ItemResize`), lighting table, uint8 tensor; collate; then per batch in the main process: one
+grid_sample for flip/rotate/zoom/warp (`BatchAugment`), Normalize in place.
 
 fastai 2.8.12 (bench/fastai_vision_pipeline.py, in bench/.venv-peers): the DataBlock that
 `ImageDataLoaders.from_path_re` builds, with the same regular expression and a splitter that
