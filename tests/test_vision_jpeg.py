@@ -3,10 +3,12 @@ import io
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import pytest
 import skimage.data
 
-from deftly.core import DataError
+from deftly.core import ConfigError, DataError
+from deftly.vision.data import ImageList
 from deftly.vision.image import read_pil
 from deftly.vision.jpeg import decode_rgb, draft_scale
 
@@ -58,7 +60,7 @@ def test_other_files_go_through_pil(tmp_path, monkeypatch):
     cmyk = jpeg("coffee", "CMYK")
     assert decode_rgb(cmyk) is None  # PIL converts CMYK itself
     (tmp_path / "cmyk.jpg").write_bytes(cmyk)
-    assert np.array_equal(np.asarray(read_pil(tmp_path / "cmyk.jpg")), pil_rgb(cmyk))
+    assert np.array_equal(np.asarray(read_pil(tmp_path / "cmyk.jpg", pixels_only=True)), pil_rgb(cmyk))
     png = io.BytesIO()
     PIL.Image.fromarray(skimage.data.coffee()).save(png, format="PNG")
     assert decode_rgb(png.getvalue()) is None
@@ -66,7 +68,7 @@ def test_other_files_go_through_pil(tmp_path, monkeypatch):
     monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 100)  # PIL's decompression-bomb check must still run
     assert decode_rgb(data) is None
     with pytest.raises(DataError, match="cannot read an image"):
-        read_pil(data)
+        read_pil(data, pixels_only=True)
 
 
 def test_damaged_jpegs_keep_pils_errors(tmp_path):
@@ -75,17 +77,50 @@ def test_damaged_jpegs_keep_pils_errors(tmp_path):
         assert decode_rgb(data[:cut]) is None
         (tmp_path / "cut.jpg").write_bytes(data[:cut])
         with pytest.raises(DataError, match=r"cannot read an image .*cut\.jpg"):
-            read_pil(tmp_path / "cut.jpg")
+            read_pil(tmp_path / "cut.jpg", pixels_only=True)
     garbage = data[:200] + b"\x00" * 300
     assert decode_rgb(garbage) is None
 
 
-def test_read_pil_uses_it_for_files_and_bytes(tmp_path):
+def test_read_pil_uses_it_for_files_and_bytes_when_asked_for_pixels_only(tmp_path):
     data = jpeg("astronaut")
     (tmp_path / "a.jpg").write_bytes(data)
     for source in (tmp_path / "a.jpg", str(tmp_path / "a.jpg"), data):
-        im = read_pil(source, draft=(100, 100))
+        im = read_pil(source, draft=(100, 100), pixels_only=True)
         assert im.size == (128, 128) and np.array_equal(np.asarray(im), pil_rgb(data, (100, 100)))
         assert im.format is None  # decoded by the fast path, not a PIL JpegImageFile
-    grey = read_pil(data, convert_mode="L")  # other modes: PIL
+        assert read_pil(source, draft=(100, 100)).format == "JPEG"  # by default: PIL, metadata and all
+    grey = read_pil(data, convert_mode="L", pixels_only=True)  # other modes: PIL
     assert grey.mode == "L" and grey.size == (512, 512)
+    with pytest.raises(ConfigError, match="draft"):
+        read_pil(data, draft=(0, 10))
+
+
+def test_exif_reaches_after_open(tmp_path):
+    """A loader with an after_open function gets PIL's image, EXIF included (here: rotate by it)."""
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees to display
+    PIL.Image.fromarray(skimage.data.coffee()).save(tmp_path / "rotated.jpg", exif=exif.tobytes())
+    items = ImageList([tmp_path / "rotated.jpg"], after_open=PIL.ImageOps.exif_transpose)
+    assert items[0].shape == (3, 600, 400)
+    assert ImageList([tmp_path / "rotated.jpg"])[0].shape == (3, 400, 600)  # pixels as stored
+
+
+def test_mpo_files_are_drafted_like_jpegs(tmp_path):
+    """Multi-picture JPEGs (phone photos) decode their first frame at the same draft scale either way."""
+    frames = [PIL.Image.fromarray(skimage.data.coffee()), PIL.Image.fromarray(skimage.data.chelsea()).resize((600, 400))]
+    frames[0].save(tmp_path / "two.mpo", format="MPO", save_all=True, append_images=frames[1:])
+    data = (tmp_path / "two.mpo").read_bytes()
+    slow, fast = read_pil(data, draft=(100, 100)), read_pil(data, draft=(100, 100), pixels_only=True)
+    assert slow.size == fast.size == (150, 100) and np.array_equal(np.asarray(slow), np.asarray(fast))
+
+
+def test_tiny_jpegs_match_pil_at_every_draft():
+    for side in range(1, 20):
+        buffer = io.BytesIO()
+        PIL.Image.fromarray(skimage.data.astronaut()).resize((side, side)).save(buffer, format="JPEG")
+        data = buffer.getvalue()
+        for d in range(1, side + 1):
+            fast = decode_rgb(data, (d, d))
+            if fast is not None:
+                assert np.array_equal(np.asarray(fast), pil_rgb(data, (d, d))), (side, d)

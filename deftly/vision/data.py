@@ -103,8 +103,10 @@ class ImageList(ItemList):
         return self.reconstruct(self.encode(self._read(self.items[i], draft=None)))
 
     def _read(self, source: Any, draft: Any = "loader") -> PIL.Image.Image:
-        im = read_pil(source, self.convert_mode, self.draft if draft == "loader" else draft)
-        return self.after_open(im) if self.after_open is not None else im
+        draft = self.draft if draft == "loader" else draft
+        if self.after_open is None:  # nothing will look at the file's metadata (EXIF) or format
+            return read_pil(source, self.convert_mode, draft, pixels_only=True)
+        return self.after_open(read_pil(source, self.convert_mode, draft))
 
     def encode(self, raw: PIL.Image.Image) -> Tensor:
         return pil2tensor(raw, torch.uint8)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from deftly.core.errors import DataError
+from deftly.core.errors import ConfigError, DataError
 from deftly.core.paths import get_files
 from deftly.vision.jpeg import decode_rgb
 
@@ -107,25 +107,28 @@ class Image:
 
 
 def read_pil(fn: str | os.PathLike | bytes | io.BytesIO, convert_mode: str = "RGB",
-             draft: tuple[int, int] | None = None) -> PIL.Image.Image:
+             draft: tuple[int, int] | None = None, pixels_only: bool = False) -> PIL.Image.Image:
     """Decode an image file (or bytes) into a loaded PIL image of `convert_mode`.
 
     16-bit and 32-bit greyscale are scaled to 8 bits (PIL would clip them); CMYK, palette and RGBA
     images convert as PIL does. `draft` (w, h) lets JPEGs decode at a reduced scale that is still at
-    least that large (much faster when the target is small). Unreadable input raises DataError
+    least that large (much faster when the target is small). `pixels_only=True` (what the data
+    loaders ask for) lets most JPEGs be decoded by simplejpeg: PIL's pixels at half the cost, but
+    without PIL's `format` and metadata (EXIF, ICC profile). Unreadable input raises DataError
     naming the file.
     """
     name = "<bytes>" if isinstance(fn, (bytes, io.BytesIO)) else str(fn)
+    if draft is not None and min(draft) <= 0:
+        raise ConfigError(f"draft must be a positive (width, height), got {draft}")
     source = io.BytesIO(fn) if isinstance(fn, bytes) else fn
     try:
-        data = _jpeg_bytes(fn) if convert_mode == "RGB" else None
+        data = _jpeg_bytes(fn) if pixels_only and convert_mode == "RGB" else None
         if data is not None:
-            fast = decode_rgb(data, draft)  # most JPEGs; None for the others
+            fast = decode_rgb(data, draft)  # most JPEGs; None for the others, which PIL reads
             if fast is not None:
                 return fast
-            source = io.BytesIO(data)
         with PIL.Image.open(source) as im:
-            if draft is not None and im.format == "JPEG":
+            if draft is not None and im.format in ("JPEG", "MPO"):  # MPO: JPEG frames (phone photos)
                 im.draft("RGB" if convert_mode == "RGB" else None, draft)
             if im.mode.startswith("I") or im.mode == "F":
                 im = to_8bit(im)
@@ -140,7 +143,8 @@ def read_pil(fn: str | os.PathLike | bytes | io.BytesIO, convert_mode: str = "RG
 
 
 def _jpeg_bytes(fn: Any) -> bytes | None:
-    """The whole of `fn` (bytes or a file name) when it starts like a JPEG, else None (read no further)."""
+    """The whole of `fn` (bytes or a file name) when it starts like a JPEG, else None after
+    reading two bytes (PIL then opens the file itself)."""
     if isinstance(fn, bytes):
         return fn if fn[:2] == b"\xff\xd8" else None
     if not isinstance(fn, (str, os.PathLike)):
@@ -187,7 +191,7 @@ def open_image(fn: str | os.PathLike | bytes | io.BytesIO, convert_mode: str = "
 
     Unreadable or non-image input raises DataError naming the file.
     """
-    t = pil2tensor(read_pil(fn, convert_mode))
+    t = pil2tensor(read_pil(fn, convert_mode, pixels_only=True))
     return cls(t.div_(255) if div else t)
 
 
